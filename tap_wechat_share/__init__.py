@@ -1,0 +1,1 @@
+"""tap-wechat-share: WeChat Official Account share analytics as a Singer tap."""

@@ -1,0 +1,327 @@
+"""The HTTP client for WeChat's API, and the one place that knows its errcodes.
+
+WeChat answers most errors with HTTP 200 and ``{"errcode": N, "errmsg": "..."}`` in the body, so
+every body is checked. Each errcode maps to one :class:`ErrcodeRule`: whether it is retried, means
+the token must be renewed, means waiting for the next minute, or stops the account at once, and
+what the user should do about it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+import typing as t
+from dataclasses import dataclass
+from http import HTTPStatus
+
+import backoff
+import requests
+
+from tap_wechat_share.redact import redact_text
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from backoff.types import Details
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.weixin.qq.com"
+BODY_EXCERPT_CHARS = 120
+
+
+class Action(enum.Enum):
+    """What the tap does about an errcode."""
+
+    RETRY = "retry with backoff"
+    RENEW_TOKEN = "get a token anew, once"  # noqa: S105 - not a password
+    WAIT_MINUTE = "wait for the next minute"
+    FATAL = "stop this account"
+
+
+@dataclass(frozen=True)
+class ErrcodeRule:
+    """How the tap treats one WeChat errcode."""
+
+    action: Action
+    hint: str
+
+
+_RENEW = ErrcodeRule(
+    Action.RENEW_TOKEN,
+    "the access token is invalid or expired; check app_id/app_secret, or give a fresh token",
+)
+_IP = ErrcodeRule(
+    Action.FATAL,
+    "add the IP that errmsg names to the account's API IP whitelist (mp.weixin.qq.com > "
+    "Settings and Development > Basic Configuration), or run the tap from a whitelisted host",
+)
+_CREDENTIALS = ErrcodeRule(
+    Action.FATAL,
+    "check app_id and app_secret in the account's Basic Configuration (a reset or frozen secret "
+    "must be reset there)",
+)
+_DATES = ErrcodeRule(
+    Action.FATAL,
+    "check start_date/end_date; the tap should never send such a range, so please report it",
+)
+
+ERRCODES: Mapping[int, ErrcodeRule] = {
+    -1: ErrcodeRule(Action.RETRY, "WeChat is busy; retried with backoff, try again later"),
+    40001: _RENEW,
+    40014: _RENEW,
+    42001: _RENEW,
+    45009: ErrcodeRule(
+        Action.FATAL,
+        "the account's daily API quota is used up; it resets at midnight China time (it can "
+        "be checked with /cgi-bin/openapi/quota/get); run again tomorrow",
+    ),
+    45011: ErrcodeRule(Action.WAIT_MINUTE, "the per-minute API quota is reached"),
+    48001: ErrcodeRule(
+        Action.FATAL,
+        "the account may not call datacube: it must be a certified (认证) Official Account, and "
+        "a third-party platform needs permission set 7",
+    ),
+    40164: _IP,
+    61004: _IP,
+    40013: _CREDENTIALS,
+    40125: _CREDENTIALS,
+    40243: _CREDENTIALS,
+    61500: _DATES,
+    61501: _DATES,
+    61503: ErrcodeRule(Action.RETRY, "WeChat has not prepared the data yet; retried later"),
+}
+UNKNOWN_ERRCODE = ErrcodeRule(
+    Action.FATAL,
+    "an errcode this tap does not know; see WeChat's global errcode list",
+)
+
+
+def errcode_rule(errcode: int) -> ErrcodeRule:
+    """Return how the tap treats ``errcode``."""
+    return ERRCODES.get(errcode, UNKNOWN_ERRCODE)
+
+
+class WeChatError(Exception):
+    """Base of every error the tap raises about WeChat; its text is safe to log."""
+
+
+class FatalError(WeChatError):
+    """An error that retrying cannot fix: the account stops, with a hint."""
+
+
+class RetriableError(WeChatError):
+    """A transient fault (busy, 5xx, 429, reset, timeout, HTML instead of JSON)."""
+
+
+class ApiError(WeChatError):
+    """WeChat answered with an errcode."""
+
+    def __init__(self, errcode: int, errmsg: str) -> None:
+        """Keep the errcode and errmsg, and look up the rule for it."""
+        self.errcode = errcode
+        self.errmsg = redact_text(errmsg)
+        self.rule = errcode_rule(errcode)
+        super().__init__(f"errcode {errcode}: {self.errmsg}")
+
+    def describe(self) -> str:
+        """Return ``errcode N: errmsg; what to do``."""
+        return f"errcode {self.errcode}: {self.errmsg}; {self.rule.hint}"
+
+
+class RetriableApiError(ApiError, RetriableError):
+    """An errcode that is retried with backoff (-1, 61503)."""
+
+
+class TokenRejectedError(ApiError):
+    """WeChat refused the access token (40001, 40014, 42001)."""
+
+
+class MinuteQuotaError(ApiError):
+    """The per-minute quota is reached (45011): wait for the next minute."""
+
+
+class FatalApiError(ApiError, FatalError):
+    """An errcode that stops the account at once."""
+
+
+_ERROR_CLASS: Mapping[Action, type[ApiError]] = {
+    Action.RETRY: RetriableApiError,
+    Action.RENEW_TOKEN: TokenRejectedError,
+    Action.WAIT_MINUTE: MinuteQuotaError,
+    Action.FATAL: FatalApiError,
+}
+
+
+def raise_for_errcode(body: Mapping[str, t.Any]) -> None:
+    """Raise the :class:`ApiError` that a body's errcode calls for; return if it has none (or 0).
+
+    Args:
+        body: A decoded JSON object from WeChat.
+
+    Raises:
+        ApiError: Of the subclass that says what to do.
+    """
+    errcode = body.get("errcode", 0)
+    if errcode in {0, None}:
+        return
+    try:
+        code = int(errcode)
+    except (TypeError, ValueError):
+        msg = f"unreadable errcode {str(errcode)[:20]!r} in WeChat's answer"
+        raise RetriableError(msg) from None
+    raise _ERROR_CLASS[errcode_rule(code).action](code, str(body.get("errmsg", "")))
+
+
+def seconds_to_next_minute(now: float | None = None) -> float:
+    """Seconds from ``now`` (epoch seconds; default: the clock) to the next whole minute, plus 1."""
+    now = time.time() if now is None else now
+    return 60.0 - (now % 60.0) + 1.0
+
+
+def _describe_http_fault(response: requests.Response) -> str:
+    excerpt = " ".join(response.text[:BODY_EXCERPT_CHARS].split())
+    content_type = response.headers.get("Content-Type", "unknown type")
+    return redact_text(f"HTTP {response.status_code}, {content_type}: {excerpt!r}")
+
+
+class WeChatClient:
+    """POSTs JSON to WeChat and returns checked JSON bodies.
+
+    Retries transient faults (errcode -1, HTTP 429 and 5xx, timeouts, connection errors, a body
+    that is not JSON) with exponential backoff and jitter, up to ``max_tries`` tries; waits for the
+    next minute on errcode 45011. Any other errcode is raised as its :class:`ApiError` subclass.
+    Every message it logs or raises is free of tokens.
+    """
+
+    def __init__(
+        self,
+        api_url: str = DEFAULT_API_URL,
+        *,
+        timeout: float = 30.0,
+        max_tries: int = 5,
+        backoff_factor: float = 1.0,
+        pool_size: int = 10,
+    ) -> None:
+        """Set up the client and its connection pool.
+
+        Args:
+            api_url: Base URL of WeChat's API (or a local emulator).
+            timeout: Seconds to wait for a connection or an answer.
+            max_tries: Tries of one request before giving up on transient faults.
+            backoff_factor: First backoff wait in seconds; it doubles each try.
+            pool_size: Connections kept open per host (at least the requests in flight).
+        """
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
+        self.max_tries = max_tries
+        self.backoff_factor = backoff_factor
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = "tap-wechat-share"
+        self._post_with_backoff = backoff.on_exception(
+            backoff.expo,
+            RetriableError,
+            max_tries=lambda: self.max_tries,
+            jitter=backoff.full_jitter,
+            on_backoff=self._log_backoff,
+            logger=None,  # backoff's own log line quotes the exception; ours is redacted
+            factor=lambda: self.backoff_factor,
+        )(self._post_once)
+
+    def post(
+        self,
+        path: str,
+        payload: Mapping[str, t.Any],
+        *,
+        access_token: str | None = None,
+        what: str = "",
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> dict[str, t.Any]:
+        """POST ``payload`` to ``path`` and return WeChat's checked JSON answer.
+
+        Args:
+            path: The API path, e.g. ``/datacube/getusersharehour``.
+            payload: The JSON body.
+            access_token: Sent as the ``access_token`` query parameter, if given.
+            what: Words for log lines and errors, e.g. ``share_hour 2024-05-01``.
+            sleep: How to wait for the next minute on errcode 45011.
+
+        Returns:
+            The decoded JSON object.
+
+        Raises:
+            FatalError: When the last try failed; names ``what`` and the last fault.
+        """
+        what = what or path
+        for _ in range(self.max_tries):
+            try:
+                return self._post_with_backoff(path, payload, access_token, what)
+            except MinuteQuotaError as exc:  # noqa: PERF203 - one network call per try
+                wait = seconds_to_next_minute()
+                logger.warning("%s: %s; waiting %.0f s for the next minute", what, exc, wait)
+                sleep(wait)
+            except RetriableError as exc:
+                msg = f"{what}: gave up after {self.max_tries} tries; last error: {exc}"
+                raise FatalError(msg) from None
+        msg = (
+            f"{what}: the per-minute quota (errcode 45011) was still reached after "
+            f"{self.max_tries} waits; lower max_concurrent_requests or run other jobs later"
+        )
+        raise FatalError(msg)
+
+    def _post_once(
+        self,
+        path: str,
+        payload: Mapping[str, t.Any],
+        access_token: str | None,
+        what: str,
+    ) -> dict[str, t.Any]:
+        params = {"access_token": access_token} if access_token else None
+        try:
+            response = self.session.post(
+                f"{self.api_url}{path}", params=params, json=payload, timeout=self.timeout
+            )
+        except requests.exceptions.RequestException as exc:
+            # requests' own text quotes the URL, and the token is in its query string.
+            msg = redact_text(f"{type(exc).__name__}: {exc}")
+            raise RetriableError(msg) from None
+        logger.debug(
+            "%s: HTTP %s in %.3f s",
+            what,
+            response.status_code,
+            response.elapsed.total_seconds(),
+        )
+        if (
+            response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+            or response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR
+        ):
+            raise RetriableError(_describe_http_fault(response))
+        if response.status_code != HTTPStatus.OK:
+            msg = f"unexpected answer ({_describe_http_fault(response)}); check api_url"
+            raise FatalError(msg)
+        try:
+            body = response.json()
+        except ValueError:
+            msg = f"answer is not JSON ({_describe_http_fault(response)})"
+            raise RetriableError(msg) from None
+        if not isinstance(body, dict):
+            msg = f"answer is JSON but not an object: {type(body).__name__}"
+            raise RetriableError(msg)
+        raise_for_errcode(body)
+        return body
+
+    def _log_backoff(self, details: Details) -> None:
+        exc = details.get("exception")
+        what = details["args"][3] if len(details["args"]) > 3 else ""  # noqa: PLR2004
+        logger.warning(
+            "%s: %s; try %d of %d, retrying in %.1f s",
+            what,
+            exc,
+            details["tries"],
+            self.max_tries,
+            details.get("wait", 0.0),
+        )

@@ -1,0 +1,382 @@
+"""Streams: a shared base for WeChat's datacube endpoints, and the endpoints declared on it.
+
+A datacube endpoint takes ``{"begin_date", "end_date"}`` (China dates, at most ``max_days`` days
+apart, inclusive) and answers ``{"list": [rows]}``. :class:`DatacubeStream` does everything else
+once: the days to read (start, bookmark, lookback, latest published day), the request windows,
+several requests in flight with records still emitted in day order, tokens and their renewal,
+errcodes, checking rows, and a bookmark after every completed window. An endpoint is declared by
+its path, maximum span, key fields and schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import typing as t
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from singer_sdk import Stream
+from singer_sdk import typing as th
+from singer_sdk.helpers.conform import TypeConformanceLevel
+
+from tap_wechat_share.client import ApiError, FatalError, TokenRejectedError, WeChatError
+from tap_wechat_share.dates import Window, first_day_to_read, windows
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from singer_sdk.helpers.types import Context, Record
+
+    from tap_wechat_share.tap import Account, TapWeChatShare
+
+logger = logging.getLogger(__name__)
+
+HOURS = frozenset(range(0, 2400, 100))
+"""``ref_hour`` values: HHMM of the hour's start, 0 for [00:00, 01:00) up to 2300."""
+SHARE_SCENES = {1: "friends", 2: "Moments", 255: "other"}
+COUNT_FIELDS = ("share_count", "share_user")
+
+
+class RowError(FatalError):
+    """WeChat answered with a row the tap will not load (a key missing, an impossible value)."""
+
+
+def _as_int(row: dict[str, t.Any], field: str) -> int:
+    value = row.get(field)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if value is None:
+        msg = f"a row has no {field}"
+    else:
+        msg = f"a row has {field}={value!r}, not an integer"
+    raise RowError(msg)
+
+
+class DatacubeStream(Stream):
+    """Base for one datacube endpoint, partitioned by account (``app_id``).
+
+    Rows are checked before anything is emitted for their window:
+
+    - a row dated outside the requested window is dropped, and counted in a warning (WeChat has
+      been seen to return rows years before the requested day);
+    - an exact duplicate of a row in the same answer is dropped;
+    - a row missing a key field or a count, or with an impossible value (``ref_hour`` not one of
+      0, 100, ..., 2300, a negative count, an unreadable ``ref_date``), or two different rows for
+      the same key, stop the account with a message naming the row: nothing of that window is
+      loaded;
+    - a ``share_scene`` other than 1, 2 and 255 is loaded, with a warning (WeChat may add scenes).
+
+    The bookmark (``replication_key_value`` of the account's partition) is the last day read
+    completely; a STATE message follows every completed window and names only complete days.
+    """
+
+    path: t.ClassVar[str]
+    """The endpoint's path, e.g. ``/datacube/getusersharehour``."""
+    max_days: t.ClassVar[int]
+    """The endpoint's maximum span per request, in days, both ends included."""
+    primary_keys: t.ClassVar[tuple[str, ...]]
+    """``app_id``, then the fields that identify a row within an account, ``ref_date`` first."""
+
+    replication_key = "ref_date"
+    is_sorted = True
+    # Records are built here from checked values of the schema's types: no conforming needed.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    @property
+    def key_fields(self) -> tuple[str, ...]:
+        """The fields that identify a row within an account."""
+        return self.primary_keys[1:]
+
+    @property
+    def wechat_tap(self) -> TapWeChatShare:
+        """The tap this stream belongs to."""
+        return t.cast("TapWeChatShare", self._tap)
+
+    @property
+    def partitions(self) -> list[dict[str, t.Any]]:
+        """One partition per account, each with its own bookmark."""
+        return [{"app_id": account.app_id} for account in self.wechat_tap.accounts]
+
+    def _increment_stream_state(
+        self, latest_record: Record, *, context: Context | None = None
+    ) -> None:
+        """Do nothing per record: the bookmark moves per completed window (see ``_checkpoint``).
+
+        The SDK would move it to each record's ``ref_date``, naming a day whose other rows are
+        not yet emitted, and never past days without rows.
+        """
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Read the account's days, one window after another, and yield their rows in order.
+
+        An account that fails is recorded on the tap and its remaining days skipped; the other
+        accounts go on.
+
+        Args:
+            context: The partition, ``{"app_id": ...}``.
+
+        Yields:
+            Records, in day order.
+        """
+        if context is None:  # pragma: no cover - the SDK always passes a partition
+            return
+        account = self.wechat_tap.account(context["app_id"])
+        if account.failure:
+            self.logger.warning(
+                "Skipping %s for %s: the account failed earlier in this run",
+                self.name,
+                account.app_id,
+            )
+            return
+        try:
+            yield from self._read_account(account, context)
+        except WeChatError as exc:
+            self.wechat_tap.record_failure(account, self.name, exc)
+
+    def _read_account(self, account: Account, context: Context) -> Iterator[dict[str, t.Any]]:
+        tap = self.wechat_tap
+        first_day, last_day = tap.run_range
+        bookmark = self._bookmark(context)
+        first = first_day_to_read(first_day, bookmark, tap.config.get("lookback_days", 3))
+        plan = list(windows(first, last_day, self.max_days))
+        if not plan:
+            self.logger.info(
+                "%s %s is up to date (bookmark %s, latest day %s)",
+                account.app_id,
+                self.name,
+                bookmark,
+                last_day,
+            )
+            return
+        self.logger.info(
+            "%s %s: reading %s to %s in %d request(s) (bookmark %s)",
+            account.app_id,
+            self.name,
+            plan[0].begin,
+            plan[-1].end,
+            len(plan),
+            bookmark,
+        )
+        for window, rows in self._fetch_in_order(account, plan):
+            yield from rows
+            self._checkpoint(context, window.end)
+
+    def _bookmark(self, context: Context) -> dt.date | None:
+        state = self.get_context_state(context)
+        value = state.get("replication_key_value")
+        if not value or state.get("replication_key") != self.replication_key:
+            return None
+        try:
+            return dt.date.fromisoformat(str(value)[:10])
+        except ValueError:
+            msg = (
+                f"the state's bookmark for {self.name} {context['app_id']} is {value!r}, not a "
+                "date; fix or remove it from the state"
+            )
+            raise FatalError(msg) from None
+
+    def _checkpoint(self, context: Context, last_complete_day: dt.date) -> None:
+        state = self.get_context_state(context)
+        state["replication_key"] = self.replication_key
+        state["replication_key_value"] = last_complete_day.isoformat()
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+
+    def _fetch_in_order(
+        self,
+        account: Account,
+        plan: Sequence[Window],
+    ) -> Iterator[tuple[Window, list[dict[str, t.Any]]]]:
+        """Fetch windows with up to ``max_concurrent_requests`` in flight; yield them in order."""
+        in_flight = max(1, int(self.wechat_tap.config.get("max_concurrent_requests", 4)))
+        if in_flight == 1:
+            for window in plan:
+                yield window, self._fetch_window(account, window)
+            return
+        pending: deque[tuple[Window, Future[list[dict[str, t.Any]]]]] = deque()
+        upcoming = iter(plan)
+        with ThreadPoolExecutor(in_flight, thread_name_prefix=f"{self.name}") as pool:
+            try:
+                for window in upcoming:
+                    pending.append((window, pool.submit(self._fetch_window, account, window)))
+                    if len(pending) == in_flight:
+                        break
+                while pending:
+                    window, future = pending.popleft()
+                    rows = future.result()
+                    if (following := next(upcoming, None)) is not None:
+                        pending.append(
+                            (following, pool.submit(self._fetch_window, account, following))
+                        )
+                    yield window, rows
+            finally:
+                for _, future in pending:
+                    future.cancel()
+
+    def _fetch_window(self, account: Account, window: Window) -> list[dict[str, t.Any]]:
+        """One request for ``window``, with one token renewal if WeChat refuses the token."""
+        what = f"{account.app_id} {self.name} {window}"
+        payload = {"begin_date": window.begin.isoformat(), "end_date": window.end.isoformat()}
+        client = self.wechat_tap.client
+        renewed = False
+        while True:
+            token = account.tokens.token()
+            try:
+                body = client.post(self.path, payload, access_token=token, what=what)
+            except TokenRejectedError as exc:
+                if renewed:
+                    msg = (
+                        f"{what}: WeChat refused the token again right after it was renewed "
+                        f"({exc.describe()})"
+                    )
+                    raise FatalError(msg) from None
+                account.tokens.renew(token, exc)
+                renewed = True
+            except ApiError as exc:
+                msg = f"{what}: {exc.describe()}"
+                raise FatalError(msg) from None
+            else:
+                return self.parse_rows(body, window, account.app_id, what)
+
+    def parse_rows(
+        self,
+        body: dict[str, t.Any],
+        window: Window,
+        app_id: str,
+        what: str = "",
+    ) -> list[dict[str, t.Any]]:
+        """Check an answer's rows and turn them into records (rules: see the class docstring).
+
+        Args:
+            body: WeChat's decoded answer, already free of errcodes.
+            window: The days that were asked for.
+            app_id: The account, written on every record.
+            what: Words for messages, e.g. ``wx... share_hour 2024-05-01``.
+
+        Returns:
+            The records, sorted by their key.
+
+        Raises:
+            RowError: For a row the tap will not load.
+        """
+        rows = body.get("list")
+        if not isinstance(rows, list):
+            msg = f"{what}: WeChat's answer has no list of rows (keys: {sorted(body)[:5]})"
+            raise RowError(msg)
+        records: dict[tuple[t.Any, ...], dict[str, t.Any]] = {}
+        outside: list[str] = []
+        duplicates = 0
+        int_fields = self.key_fields[1:] + COUNT_FIELDS
+        for row in rows:
+            try:
+                record = self._row_to_record(row, app_id, int_fields)
+            except RowError as exc:
+                msg = f"{what}: {exc}; row: {row!r}"
+                raise RowError(msg) from None
+            if dt.date.fromisoformat(record["ref_date"]) not in window:
+                outside.append(record["ref_date"])
+                continue
+            key = tuple(record[field] for field in self.key_fields)
+            if (seen := records.get(key)) is not None:
+                if seen != record:
+                    named = dict(zip(self.key_fields, key, strict=True))
+                    msg = f"{what}: two different rows for {named}"
+                    raise RowError(msg)
+                duplicates += 1
+                continue
+            records[key] = record
+        if outside:
+            self.logger.warning(
+                "%s: dropped %d row(s) dated outside the requested days (%s)",
+                what,
+                len(outside),
+                ", ".join(sorted(set(outside))[:5]),
+            )
+        if duplicates:
+            self.logger.warning("%s: dropped %d exact duplicate row(s)", what, duplicates)
+        return [records[key] for key in sorted(records)]
+
+    def _row_to_record(
+        self,
+        row: object,
+        app_id: str,
+        int_fields: tuple[str, ...],
+    ) -> dict[str, t.Any]:
+        if not isinstance(row, dict):
+            msg = f"a row is a {type(row).__name__}, not an object"
+            raise RowError(msg)
+        ref_date = row.get("ref_date")
+        try:
+            day = dt.date.fromisoformat(ref_date) if isinstance(ref_date, str) else None
+        except ValueError:
+            day = None
+        if day is None or len(ref_date) != len("YYYY-MM-DD"):  # type: ignore[arg-type]
+            msg = f"a row has ref_date={ref_date!r}, not a YYYY-MM-DD date"
+            raise RowError(msg)
+        record: dict[str, t.Any] = {"app_id": app_id, "ref_date": ref_date}
+        for field in int_fields:
+            record[field] = _as_int(row, field)
+        for field in COUNT_FIELDS:
+            if record[field] < 0:
+                msg = f"a row has {field}={record[field]}, a negative count"
+                raise RowError(msg)
+        if "ref_hour" in record and record["ref_hour"] not in HOURS:
+            msg = f"a row has ref_hour={record['ref_hour']}, not one of 0, 100, ..., 2300"
+            raise RowError(msg)
+        if record["share_scene"] not in SHARE_SCENES:
+            self.logger.warning(
+                "%s: share_scene %s is not one WeChat documents (1, 2, 255); loaded as is",
+                app_id,
+                record["share_scene"],
+            )
+        return record
+
+
+_SCENE = th.Property(
+    "share_scene",
+    th.IntegerType,
+    required=True,
+    description="Where it was shared: 1 friends (chats), 2 Moments, 255 other.",
+)
+_COUNTS = (
+    th.Property("share_count", th.IntegerType, required=True, description="Times shared."),
+    th.Property("share_user", th.IntegerType, required=True, description="People who shared."),
+)
+_APP_ID = th.Property("app_id", th.StringType, required=True, description="The account's AppID.")
+_REF_DATE = th.Property(
+    "ref_date", th.DateType, required=True, description="The China date (Asia/Shanghai)."
+)
+
+
+class ShareHourStream(DatacubeStream):
+    """Shares per hour and scene (``getusersharehour``: one day per request)."""
+
+    name = "share_hour"
+    path = "/datacube/getusersharehour"
+    max_days = 1
+    primary_keys = ("app_id", "ref_date", "ref_hour", "share_scene")
+    schema = th.PropertiesList(
+        _APP_ID,
+        _REF_DATE,
+        th.Property(
+            "ref_hour",
+            th.IntegerType,
+            required=True,
+            description="Hour as WeChat gives it, HHMM of its start: 0, 100, ..., 2300.",
+        ),
+        _SCENE,
+        *_COUNTS,
+    ).to_dict()
+
+
+class ShareDayStream(DatacubeStream):
+    """Shares per day and scene (``getusershare``: up to 7 days per request)."""
+
+    name = "share_day"
+    path = "/datacube/getusershare"
+    max_days = 7
+    primary_keys = ("app_id", "ref_date", "share_scene")
+    schema = th.PropertiesList(_APP_ID, _REF_DATE, _SCENE, *_COUNTS).to_dict()
