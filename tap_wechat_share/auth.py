@@ -25,11 +25,11 @@ import threading
 import time
 import typing as t
 
-from tap_wechat_share.client import FatalError, TokenRejectedError, WeChatClient
+from tap_wechat_share.client import ApiError, FatalError, TokenRejectedError, WeChatClient
 from tap_wechat_share.redact import redact_text, register_secret
 
 if t.TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +50,18 @@ class TokenProvider(abc.ABC):
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at = float("inf")
+        self._failure: FatalError | None = None
         self.fetches = 0
         """How many times a token was obtained from the source (for logs and tests)."""
 
     def token(self) -> str:
         """Return the account's current token, fetching it on first use or after expiry."""
         with self._lock:
+            if self._failure is not None:
+                # One failed fetch is the answer for every request in flight: no second call.
+                raise self._failure
             if self._token is None or time.monotonic() >= self._expires_at:
-                self._store(*self._fetch())
+                self._store(*self._guarded(self._fetch))
             assert self._token is not None  # noqa: S101 - _store just set it
             return self._token
 
@@ -83,7 +87,16 @@ class TokenProvider(abc.ABC):
                 error,
                 self.source,
             )
-            self._store(*self._fetch_after_refusal(error))
+            self._store(*self._guarded(lambda: self._fetch_after_refusal(error)))
+
+    def _guarded(self, fetch: Callable[[], tuple[str, float | None]]) -> tuple[str, float | None]:
+        try:
+            return fetch()
+        except ApiError as exc:
+            self._failure = FatalError(f"{self.app_id} {self.source}: {exc.describe()}")
+        except FatalError as exc:
+            self._failure = exc
+        raise self._failure
 
     def _store(self, token: str, expires_in: float | None) -> None:
         register_secret(token)

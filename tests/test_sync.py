@@ -1,0 +1,267 @@
+"""The core tap against the emulator: rows, calls, bookmarks, lookback, tokens and errcodes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+
+import pytest
+
+from tap_wechat_share.dates import latest_published_day
+from tests.conftest import (
+    APP_ID,
+    APP_SECRET,
+    bookmark,
+    daily_rows,
+    hourly_rows,
+    sync,
+)
+from tests.emulator import Fault, WeChatEmulator
+
+HOURLY = "/datacube/getusersharehour"
+DAILY = "/datacube/getusershare"
+STABLE = "/cgi-bin/stable_token"
+
+
+def begin_dates(emu: WeChatEmulator, path: str) -> list[str | None]:
+    return [call.begin_date for call in emu.calls_to(path)]
+
+
+def test_reads_exactly_the_served_rows_one_call_per_day_and_one_token_call(
+    emulator: WeChatEmulator, config: dict[str, t.Any]
+) -> None:
+    out = sync(config | {"max_concurrent_requests": 1})
+    assert out.exit_code == 0
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
+    assert out.records("share_day") == daily_rows(emulator, "2026-11-01", "2026-11-10")
+    # One request per day, begin_date == end_date, days in ascending order.
+    assert begin_dates(emulator, HOURLY) == [f"2026-11-{d:02d}" for d in range(1, 11)]
+    assert all(c.begin_date == c.end_date for c in emulator.calls_to(HOURLY))
+    assert len(emulator.calls_to(STABLE)) == 1
+    assert emulator.calls_to("/cgi-bin/token") == []
+    # The emulator's data has days without shares in this range: they are read, not skipped.
+    empty = [d for d in range(1, 11) if not emulator.hourly_rows(APP_ID, _day(d))]
+    assert empty, "the test range should include a day without shares"
+
+
+def _day(d: int) -> dt.date:
+    return dt.date(2026, 11, d)
+
+
+def test_records_are_in_day_order_and_typed(config: dict[str, t.Any]) -> None:
+    records = sync(config).records("share_hour")
+    assert records == sorted(
+        records, key=lambda r: (r["ref_date"], r["ref_hour"], r["share_scene"])
+    )
+    for record in records:
+        assert set(record) == {
+            "app_id",
+            "ref_date",
+            "ref_hour",
+            "share_scene",
+            "share_count",
+            "share_user",
+        }
+        assert record["app_id"] == APP_ID
+        assert all(isinstance(record[f], int) for f in ("ref_hour", "share_scene", "share_count"))
+
+
+def test_share_day_reads_17_days_in_three_calls(
+    emulator: WeChatEmulator, config: dict[str, t.Any]
+) -> None:
+    config |= {"start_date": "2026-10-01", "end_date": "2026-10-17"}
+    out = sync(config)
+    calls = emulator.calls_to(DAILY)
+    assert sorted((c.begin_date or "", c.end_date or "") for c in calls) == [
+        ("2026-10-01", "2026-10-07"),
+        ("2026-10-08", "2026-10-14"),
+        ("2026-10-15", "2026-10-17"),
+    ]
+    assert out.records("share_day") == daily_rows(emulator, "2026-10-01", "2026-10-17")
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-10-01", "2026-10-17")
+    assert len(emulator.calls_to(HOURLY)) == 17
+    assert len(emulator.calls_to(STABLE)) == 1  # one token for both streams
+
+
+def test_a_state_message_follows_every_completed_day_naming_only_complete_days(
+    config: dict[str, t.Any],
+) -> None:
+    out = sync(config | {"max_concurrent_requests": 3})
+    seen_dates: list[str] = []
+    marks: list[str] = []
+    for message in out.messages:
+        if message["type"] == "RECORD" and message["stream"] == "share_hour":
+            seen_dates.append(message["record"]["ref_date"])
+        elif message["type"] == "STATE":
+            mark = bookmark(message["value"], "share_hour")
+            if mark and (not marks or mark != marks[-1]):
+                # Every row of the bookmarked day, and of the days before, is already out.
+                assert all(d <= mark for d in seen_dates)
+                marks.append(mark)
+    assert marks == [f"2026-11-{d:02d}" for d in range(1, 11)]
+
+
+def test_bookmark_moves_to_the_end_even_when_the_last_days_have_no_rows(
+    emulator: WeChatEmulator, config: dict[str, t.Any]
+) -> None:
+    # Find a run of published days whose last day has no shares.
+    day = dt.date(2026, 6, 1)
+    while emulator.hourly_rows(APP_ID, day):
+        day += dt.timedelta(days=1)
+    config |= {"start_date": (day - dt.timedelta(days=2)).isoformat(), "end_date": day.isoformat()}
+    out = sync(config)
+    assert out.records("share_hour")[-1]["ref_date"] < day.isoformat()
+    assert bookmark(out.final_state, "share_hour") == day.isoformat()
+    assert bookmark(out.final_state, "share_day") == day.isoformat()
+
+
+@pytest.mark.parametrize(
+    ("lookback", "first"), [(2, "2026-11-09"), (0, "2026-11-11"), (3, "2026-11-08")]
+)
+def test_resumed_run_reads_lookback_days_then_goes_on(
+    emulator: WeChatEmulator, config: dict[str, t.Any], lookback: int, first: str
+) -> None:
+    state = sync(config).final_state
+    assert bookmark(state, "share_hour") == "2026-11-10"
+    emulator.reset_calls()
+    out = sync(config | {"end_date": "2026-11-14", "lookback_days": lookback}, state)
+    assert min(begin_dates(emulator, HOURLY)) == first  # type: ignore[type-var]
+    assert len(begin_dates(emulator, HOURLY)) == len(set(begin_dates(emulator, HOURLY)))
+    assert max(begin_dates(emulator, HOURLY)) == "2026-11-14"  # type: ignore[type-var]
+    assert out.records("share_hour") == hourly_rows(emulator, first, "2026-11-14")
+    assert bookmark(out.final_state, "share_hour") == "2026-11-14"
+
+
+def test_up_to_date_run_makes_no_datacube_call(
+    emulator: WeChatEmulator, config: dict[str, t.Any]
+) -> None:
+    state = sync(config).final_state
+    emulator.reset_calls()
+    out = sync(config | {"lookback_days": 0}, state)
+    assert out.records() == []
+    assert emulator.calls_to(HOURLY) == []
+    assert emulator.calls_to(STABLE) == []  # no token needed when nothing is read
+    assert bookmark(out.final_state, "share_hour") == "2026-11-10"
+
+
+def test_end_date_after_the_latest_published_day_is_clamped(
+    emulator: WeChatEmulator, config: dict[str, t.Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    latest = latest_published_day()
+    emulator.today = None  # type: ignore[assignment]  # the real China today
+    start = (latest.fromordinal(latest.toordinal() - 1)).isoformat()
+    end = latest.fromordinal(latest.toordinal() + 5).isoformat()
+    out = sync(config | {"start_date": start, "end_date": end})
+    assert out.exit_code == 0
+    assert sorted(begin_dates(emulator, HOURLY)) == [start, latest.isoformat()]  # type: ignore[type-var]
+    assert "later than the latest day WeChat has published" in caplog.text
+
+
+def test_busy_errcode_is_retried(emulator: WeChatEmulator, config: dict[str, t.Any]) -> None:
+    emulator.add_fault(Fault("errcode", path=HOURLY, day="2026-11-03", errcode=-1, times=2))
+    out = sync(config | {"max_tries": 3})
+    assert out.exit_code == 0
+    assert [c.outcome for c in emulator.calls_to(HOURLY) if c.begin_date == "2026-11-03"] == [
+        "errcode -1",
+        "errcode -1",
+        "ok",
+    ]
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
+
+
+def test_refused_token_is_renewed_once_with_app_secret(
+    emulator: WeChatEmulator, config: dict[str, t.Any]
+) -> None:
+    emulator.add_fault(Fault("rotate", path=HOURLY, day="2026-11-04"))
+    out = sync(config | {"max_concurrent_requests": 1})
+    assert out.exit_code == 0
+    assert len(emulator.calls_to(STABLE)) == 2
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
+
+
+def test_token_refused_again_after_renewal_stops_the_account(
+    emulator: WeChatEmulator, config: dict[str, t.Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.add_fault(
+        Fault(
+            "errcode",
+            path=HOURLY,
+            day="2026-11-04",
+            errcode=40001,
+            errmsg="invalid credential",
+            times=-1,
+        )
+    )
+    out = sync(config | {"max_concurrent_requests": 1})
+    assert out.exit_code == 1
+    assert len(emulator.calls_to(STABLE)) == 2
+    assert "refused the token again right after it was renewed" in caplog.text
+    assert {r["ref_date"] for r in out.records("share_hour")} <= {
+        "2026-11-01",
+        "2026-11-02",
+        "2026-11-03",
+    }
+    assert bookmark(out.final_state, "share_hour") == "2026-11-03"
+
+
+def test_refused_ready_token_stops_with_a_clear_message(
+    emulator: WeChatEmulator, config: dict[str, t.Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    del config["app_secret"]
+    config["access_token"] = "not-a-valid-token-at-all"
+    out = sync(config)
+    assert out.exit_code == 1
+    assert "access_token given for" in caplog.text
+    assert "invalid or expired" in caplog.text
+    assert "errcode 40001" in caplog.text
+    assert emulator.calls_to(STABLE) == []
+
+
+def test_ready_token_is_used_as_given(emulator: WeChatEmulator, config: dict[str, t.Any]) -> None:
+    del config["app_secret"]
+    config["access_token"] = emulator.issue_token(APP_ID)
+    out = sync(config)
+    assert out.exit_code == 0
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
+    assert emulator.calls_to(STABLE) == []
+
+
+@pytest.mark.parametrize(
+    ("errcode", "hint"),
+    [
+        (48001, "certified"),
+        (45009, "daily API quota"),
+        (40164, "whitelist"),
+        (61501, "start_date/end_date"),
+        (99999, "does not know"),
+    ],
+)
+def test_fatal_errcodes_stop_at_once_with_errcode_errmsg_and_hint(
+    emulator: WeChatEmulator,
+    config: dict[str, t.Any],
+    caplog: pytest.LogCaptureFixture,
+    errcode: int,
+    hint: str,
+) -> None:
+    emulator.add_fault(
+        Fault(
+            "errcode", path=HOURLY, day="2026-11-02", errcode=errcode, errmsg="the errmsg", times=-1
+        )
+    )
+    out = sync(config | {"max_concurrent_requests": 1})
+    assert out.exit_code == 1
+    assert len([c for c in emulator.calls_to(HOURLY) if c.begin_date == "2026-11-02"]) == 1
+    assert f"errcode {errcode}: the errmsg" in caplog.text
+    assert hint in caplog.text
+    assert bookmark(out.final_state, "share_hour") == "2026-11-01"
+
+
+def test_wrong_secret_is_fatal_without_retries(
+    emulator: WeChatEmulator, config: dict[str, t.Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    out = sync(config | {"app_secret": "a-wrong-secret-value"})
+    assert out.exit_code == 1
+    assert len(emulator.calls_to(STABLE)) == 1
+    assert "errcode 40125" in caplog.text
+    assert "a-wrong-secret-value" not in caplog.text
+    assert APP_SECRET not in caplog.text
