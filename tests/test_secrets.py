@@ -1,0 +1,131 @@
+"""Secrets never appear in stdout, stderr, state, records or exception text, at DEBUG level."""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+import pytest
+
+from tap_wechat_share.client import FatalError, WeChatClient
+from tap_wechat_share.redact import REDACTED, install_log_redaction, redact_text, register_secret
+from tests.conftest import APP_ID, APP_SECRET, run_tap
+from tests.emulator import Fault
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.emulator import WeChatEmulator
+
+HOURLY = "/datacube/getusersharehour"
+FAULTS = (
+    Fault("reset", path=HOURLY, day="2026-11-02"),
+    Fault("http", path=HOURLY, day="2026-11-03", status=502),
+    Fault("html", path=HOURLY, day="2026-11-04"),
+    Fault("errcode", path=HOURLY, day="2026-11-05", errcode=-1),
+    Fault("rotate", path=HOURLY, day="2026-11-06"),
+    Fault("http", path=HOURLY, day="2026-11-07", status=429),
+    Fault("delay", path=HOURLY, day="2026-11-08", delay=2.5),
+)
+
+
+def secrets_seen(emu: WeChatEmulator) -> set[str]:
+    return {APP_SECRET} | {c.token for c in emu.calls if c.token}
+
+
+def assert_no_secret(text: str, secrets: set[str]) -> None:
+    for secret in secrets:
+        assert secret not in text, "a secret leaked"
+
+
+def test_no_secret_in_any_output_at_debug_level_across_faults(
+    emulator: WeChatEmulator, config: dict[str, t.Any], tmp_path: Path
+) -> None:
+    for fault in FAULTS:
+        emulator.add_fault(fault)
+    out = run_tap(config | {"request_timeout": 1, "max_tries": 4}, tmp_path, log_level="DEBUG")
+    assert out.exit_code == 0, out.stderr[-2000:]
+    secrets = secrets_seen(emulator)
+    assert len(secrets) >= 3  # the secret and two stable tokens (one rotated)
+    # The faults really happened, and urllib3 did log the requests (with the URL) at DEBUG.
+    assert {c.outcome for c in emulator.calls_to(HOURLY)} >= {
+        "reset",
+        "http 502",
+        "html",
+        "errcode -1",
+    }
+    assert "access_token=<redacted>" in out.stderr
+    assert_no_secret(out.stdout, secrets)
+    assert_no_secret(out.stderr, secrets)
+
+
+def test_no_secret_when_a_ready_token_is_refused(
+    emulator: WeChatEmulator, config: dict[str, t.Any], tmp_path: Path
+) -> None:
+    token = emulator.issue_token(APP_ID)
+    emulator.rotate_token(APP_ID)
+    del config["app_secret"]
+    out = run_tap(config | {"access_token": token}, tmp_path, log_level="DEBUG")
+    assert out.exit_code == 1
+    assert "invalid or expired" in out.stderr
+    assert_no_secret(out.stdout + out.stderr, {token})
+
+
+def test_no_secret_when_retries_are_exhausted_on_connection_errors(tmp_path: Path) -> None:
+    # Nothing listens on this port: every try fails with a connection error quoting the URL.
+    token = "ready-token-0123456789-abcdefghij"
+    config = {
+        "app_id": APP_ID,
+        "access_token": token,
+        "start_date": "2026-11-01",
+        "end_date": "2026-11-01",
+        "api_url": "http://127.0.0.1:9",
+        "max_tries": 2,
+    }
+    out = run_tap(config, tmp_path, log_level="DEBUG")
+    assert out.exit_code == 1
+    assert "gave up after 2 tries" in out.stderr
+    assert "2026-11-01" in out.stderr
+    assert_no_secret(out.stdout + out.stderr, {token})
+
+
+def test_redact_text_scrubs_token_shapes_and_registered_secrets() -> None:
+    register_secret("registered-secret-value")
+    text = (
+        "POST /datacube/getusersharehour?access_token=ABC.def-123&x=1 "
+        '{"access_token": "tok-in-json", "secret": "sec-in-json"} '
+        "{'app_secret': 'sec-in-repr'} and registered-secret-value"
+    )
+    redacted = redact_text(text)
+    for secret in (
+        "ABC.def-123",
+        "tok-in-json",
+        "sec-in-json",
+        "sec-in-repr",
+        "registered-secret-value",
+    ):
+        assert secret not in redacted
+    assert redacted.count(REDACTED) == 5
+
+
+def test_log_records_are_redacted_whoever_logs_them(caplog: pytest.LogCaptureFixture) -> None:
+    install_log_redaction()
+    register_secret("another-secret-for-logs")
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("urllib3.connectionpool").debug(
+        '"POST %s HTTP/1.1" 200', "/x?access_token=urllib3-token-abc"
+    )
+    try:
+        raise ValueError("boom another-secret-for-logs")  # noqa: TRY301
+    except ValueError:
+        logging.getLogger("any").exception("failed")
+    assert "urllib3-token-abc" not in caplog.text
+    assert "another-secret-for-logs" not in caplog.text
+    assert "access_token=<redacted>" in caplog.text
+
+
+def test_client_errors_never_quote_the_token() -> None:
+    client = WeChatClient("http://127.0.0.1:9", max_tries=1, timeout=1)
+    with pytest.raises(FatalError) as caught:
+        client.post(HOURLY, {}, access_token="token-in-the-query-string")
+    assert "token-in-the-query-string" not in str(caught.value)

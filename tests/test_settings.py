@@ -1,0 +1,131 @@
+"""Bad settings end at once, before any API call, with one line naming the setting."""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+
+from tap_wechat_share.tap import TapWeChatShare, settings_errors
+from tests.conftest import APP_ID, APP_SECRET, bookmark, run_tap, sync
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.emulator import WeChatEmulator
+
+GOOD: dict[str, t.Any] = {"app_id": "wx1", "app_secret": "s" * 16, "start_date": "2024-05-01"}
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"start_date": "2024-13-01"}, "start_date: '2024-13-01' is not a date"),
+        ({"start_date": "01/05/2024"}, "start_date: '01/05/2024' is not a date"),
+        ({"end_date": "2024-5-1"}, "end_date: '2024-5-1' is not a date"),
+        ({"end_date": "2024-04-30"}, "start_date 2024-05-01 is after end_date 2024-04-30"),
+        ({"lookback_days": -1}, "lookback_days: -1 is not allowed"),
+        ({"lookback_days": "3"}, "lookback_days: '3' is not allowed"),
+        ({"max_concurrent_requests": 0}, "max_concurrent_requests: 0 is not allowed"),
+        ({"max_concurrent_requests": 500}, "max_concurrent_requests: 500 is not allowed"),
+        ({"max_tries": 0}, "max_tries: 0 is not allowed"),
+        ({"request_timeout": 0}, "request_timeout: 0 is not allowed"),
+        ({"api_url": "api.weixin.qq.com"}, "api_url: 'api.weixin.qq.com' is not an http(s) URL"),
+        ({"app_secret": None}, "give one of app_secret, access_token or access_token_command"),
+        ({"access_token": "t" * 20}, "give only one of app_secret, access_token, not several"),
+        ({"app_id": None}, "app_id: required"),
+        ({"start_date": None}, "start_date: required"),
+        (
+            {"accounts": [{"app_id": "wx2", "access_token": "t" * 20}]},
+            "accounts is given, so app_id, app_secret must not be",
+        ),
+    ],
+)
+def test_each_bad_setting_gives_one_line_naming_it(change: dict[str, t.Any], named: str) -> None:
+    config = {k: v for k, v in (GOOD | change).items() if v is not None}
+    errors = settings_errors(config)
+    assert any(named in error for error in errors), errors
+    assert all("\n" not in error for error in errors)
+
+
+def test_good_settings_have_no_errors() -> None:
+    assert settings_errors(GOOD) == []
+    assert settings_errors(GOOD | {"end_date": "2024-05-01", "lookback_days": 0}) == []
+
+
+@pytest.mark.parametrize(
+    ("accounts", "named"),
+    [
+        ([{"app_secret": "s" * 16}], "accounts[0]: needs an app_id"),
+        ([{"app_id": "wx2"}], "accounts[0] (wx2): give one of"),
+        (
+            [{"app_id": "wx2", "app_secret": "s" * 16, "access_token_command": "echo x"}],
+            "accounts[0] (wx2): give only one of app_secret, access_token_command",
+        ),
+        (
+            [
+                {"app_id": "wx2", "access_token": "t" * 9},
+                {"app_id": "wx2", "access_token": "u" * 9},
+            ],
+            "accounts[1]: app_id wx2 is listed twice",
+        ),
+    ],
+)
+def test_account_list_errors(accounts: list[dict[str, t.Any]], named: str) -> None:
+    config = {"start_date": "2024-05-01", "accounts": accounts}
+    assert any(named in error for error in settings_errors(config))
+
+
+def test_cli_rejects_bad_settings_before_any_call_without_traceback(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    config = {
+        "app_id": APP_ID,
+        "app_secret": APP_SECRET,
+        "start_date": "2026-11-10",
+        "end_date": "2026-11-01",
+        "lookback_days": -2,
+        "api_url": emulator.url,
+    }
+    out = run_tap(config, tmp_path)
+    assert out.exit_code != 0
+    assert out.stdout == ""
+    assert "Traceback" not in out.stderr
+    error_lines = [line for line in out.stderr.splitlines() if "ERROR" in line]
+    assert any("start_date 2026-11-10 is after end_date 2026-11-01" in line for line in error_lines)
+    assert any("lookback_days: -2 is not allowed" in line for line in error_lines)
+    assert emulator.calls == []
+    assert APP_SECRET not in out.stderr
+
+
+def test_start_date_before_wechat_data_is_clamped_with_a_warning(
+    emulator: WeChatEmulator, config: dict[str, t.Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    out = sync(
+        config
+        | {"start_date": "2014-11-29", "end_date": "2014-12-02", "max_concurrent_requests": 1}
+    )
+    assert out.exit_code == 0
+    assert [c.begin_date for c in emulator.calls_to("/datacube/getusersharehour")] == [
+        "2014-12-01",
+        "2014-12-02",
+    ]
+    assert "before WeChat's data begins" in caplog.text
+    assert bookmark(out.final_state, "share_hour") == "2014-12-02"
+
+
+def test_settings_come_from_environment_variables(
+    emulator: WeChatEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAP_WECHAT_SHARE_APP_ID", APP_ID)
+    monkeypatch.setenv("TAP_WECHAT_SHARE_APP_SECRET", APP_SECRET)
+    monkeypatch.setenv("TAP_WECHAT_SHARE_START_DATE", "2026-11-01")
+    monkeypatch.setenv("TAP_WECHAT_SHARE_END_DATE", "2026-11-02")
+    monkeypatch.setenv("TAP_WECHAT_SHARE_API_URL", emulator.url)
+    tap = TapWeChatShare(config=None, parse_env_config=True, validate_config=True)
+    assert tap.config["app_id"] == APP_ID
+    assert tap.run_range[1].isoformat() == "2026-11-02"
+    out = run_tap({}, tmp_path, extra_args=("--config=ENV",))
+    assert out.exit_code == 0, out.stderr
+    assert {r["ref_date"] for r in out.records("share_hour")} <= {"2026-11-01", "2026-11-02"}
+    assert len(emulator.calls_to("/datacube/getusersharehour")) == 2
