@@ -59,7 +59,7 @@ def four_accounts(emu: WeChatEmulator, tmp_path: Path) -> list[dict[str, str]]:
 def test_four_accounts_three_load_one_fails_named_at_the_end_then_each_resumes(
     emu4: WeChatEmulator, tmp_path: Path
 ) -> None:
-    config = {
+    config: dict[str, t.Any] = {
         "accounts": four_accounts(emu4, tmp_path),
         "start_date": "2026-11-01",
         "end_date": "2026-11-06",
@@ -90,7 +90,7 @@ def test_four_accounts_three_load_one_fails_named_at_the_end_then_each_resumes(
     config |= {"end_date": "2026-11-08", "lookback_days": 1}
     again = run_tap(config, tmp_path, state=state)
     assert again.exit_code == 0, again.stderr[-1500:]
-    firsts = {}
+    firsts: dict[str | None, str] = {}
     for call in emu4.calls_to(HOURLY):
         firsts[call.app_id] = min(firsts.get(call.app_id, "9999"), call.begin_date or "")
     assert firsts == {A: "2026-11-06", B: "2026-11-06", C: "2026-11-06", D: "2026-11-01"}
