@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.weixin.qq.com"
 BODY_EXCERPT_CHARS = 120
+MAX_MINUTE_WAITS = 10
+"""Waits for the next minute (errcode 45011) for one request before giving up."""
 
 
 class Action(enum.Enum):
@@ -257,21 +259,25 @@ class WeChatClient:
             FatalError: When the last try failed; names ``what`` and the last fault.
         """
         what = what or path
-        for _ in range(self.max_tries):
+        minute_waits = 0
+        while True:
             try:
                 return self._post_with_backoff(path, payload, access_token, what)
             except MinuteQuotaError as exc:  # noqa: PERF203 - one network call per try
+                if minute_waits == MAX_MINUTE_WAITS:
+                    msg = (
+                        f"{what}: the per-minute quota (errcode 45011) was still reached after "
+                        f"{minute_waits} waits; lower max_concurrent_requests or run other jobs "
+                        "at another time"
+                    )
+                    raise FatalError(msg) from None
+                minute_waits += 1
                 wait = seconds_to_next_minute()
                 logger.warning("%s: %s; waiting %.0f s for the next minute", what, exc, wait)
                 sleep(wait)
             except RetriableError as exc:
                 msg = f"{what}: gave up after {self.max_tries} tries; last error: {exc}"
                 raise FatalError(msg) from None
-        msg = (
-            f"{what}: the per-minute quota (errcode 45011) was still reached after "
-            f"{self.max_tries} waits; lower max_concurrent_requests or run other jobs later"
-        )
-        raise FatalError(msg)
 
     def _post_once(
         self,

@@ -271,6 +271,8 @@ class TapWeChatShare(Tap):
         """Mark ``account`` as failed (its other streams are skipped) and log why."""
         account.failure = redact_text(str(error))
         self.logger.error("%s failed in %s: %s", account.app_id, stream, account.failure)
+        if account.app_id not in account.failure:
+            account.failure = f"{account.app_id}: {account.failure}"
 
     def failed_accounts(self) -> list[Account]:
         """The accounts that failed in this run."""
@@ -292,7 +294,7 @@ class TapWeChatShare(Tap):
                 len(self.accounts),
             )
             for account in failed:
-                self.logger.error("  %s: %s", account.app_id, account.failure)
+                self.logger.error("  %s", account.failure)
             sys.exit(1)
 
 
