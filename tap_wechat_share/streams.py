@@ -87,8 +87,13 @@ class DatacubeStream(Stream):
 
     @property
     def key_fields(self) -> tuple[str, ...]:
-        """The fields that identify a row within an account."""
-        return self.primary_keys[1:]
+        """The fields that identify a row within an account.
+
+        Taken from the class, not the instance: a run with a catalog sets ``primary_keys`` on
+        the instance to the catalog's ``key_properties`` (a list, which a user may change), and
+        the checks of rows must follow the endpoint, not the catalog.
+        """
+        return type(self).primary_keys[1:]
 
     @property
     def wechat_tap(self) -> TapWeChatShare:

@@ -1,0 +1,427 @@
+"""End to end through the real ``meltano`` CLI: the tap against the WeChat emulator, loaded by the
+real MeltanoLabs ``target-postgres`` into a real PostgreSQL.
+
+How it is isolated: the session fixture ``meltano_project`` copies the project (``meltano.yml``,
+``pyproject.toml``, the tap's source, ...; not ``.git``, ``.venv``, ``.meltano`` or ``output``)
+into a temporary directory and runs ``meltano install tap-wechat-share target-postgres`` there
+once per session. The plugins' virtual environments, Meltano's system database and the pipeline
+state all live in that copy's own ``.meltano/``, so the developer's ``.meltano/`` is never read or
+written, and every session starts with no state; the copy is removed at the end. The plugins come
+from PyPI through uv (``venv.backend: uv``): about 10 s here (the tap is the copy's own source,
+installed editable). The one run of two ``meltano run``s takes about 30 s.
+
+Everything is configured through environment variables, as in production: ``TAP_WECHAT_SHARE_*``
+for the tap (pointing it at the emulator) and ``TARGET_POSTGRES_*`` for the target (pointing it at
+the server of the ``postgres`` fixture, in a schema made for the test). They override the ``dev``
+environment's settings in ``meltano.yml``. Variables of the caller's shell that could change the
+run (``TAP_WECHAT_SHARE_*``, ``TARGET_*``, ``MELTANO_*``, ``PG*``, ...) are removed first.
+"""
+
+# SQL here is built from the names of schemas and tables the tests make themselves.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.emulator import WeChatEmulator
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tests.postgres import PostgresServer
+
+pytest_plugins = ("tests.postgres",)
+
+REPO = Path(__file__).resolve().parents[1]
+MELTANO = Path(sys.executable).with_name("meltano")
+
+APP_ID = "wxe2e0000000000001"
+APP_SECRET = "e2e-secret-not-a-real-one"
+TODAY = dt.date(2024, 3, 20)
+"""The emulator's today: every day the tests read is published (yesterday and before)."""
+START = dt.date(2024, 3, 1)
+FIRST_END = dt.date(2024, 3, 10)
+SECOND_END = dt.date(2024, 3, 14)
+LOOKBACK_DAYS = 3
+"""The tap's default ``lookback_days``: a resumed run reads the 3 days up to the bookmark again."""
+
+HOURLY = "/datacube/getusersharehour"
+DAILY = "/datacube/getusershare"
+STABLE_TOKEN = "/cgi-bin/stable_token"
+LEGACY_TOKEN = "/cgi-bin/token"
+STATE_ID = "dev:tap-wechat-share-to-target-postgres"
+
+COPY_IGNORE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    ".tools",
+    ".meltano",
+    "output",
+    "*.duckdb",
+    "*.duckdb.wal",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
+    "dist",
+    ".env",
+)
+# Variables of the caller's shell that would change what meltano, the plugins or psql do.
+SCRUBBED_PREFIXES = (
+    "TAP_WECHAT_SHARE_",
+    "TARGET_",
+    "MELTANO_",
+    "DEMO_",
+    "PG",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeltanoProject:
+    """A throwaway copy of the project with its plugins installed."""
+
+    root: Path
+    base_env: dict[str, str]
+    install_seconds: float
+
+    def run(self, *args: str, env: dict[str, str], timeout: float = 600) -> str:
+        """Run ``meltano --environment=dev ARGS`` in the copy; return its standard output.
+
+        Fails the test, showing the end of its output and log, if meltano exits non-zero.
+        """
+        out = subprocess.run(
+            [str(MELTANO), "--environment=dev", *args],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+        if out.returncode != 0:
+            pytest.fail(
+                f"meltano {' '.join(args)} exited {out.returncode}:\n"
+                f"{out.stdout[-2000:]}\n{out.stderr[-8000:]}",
+                pytrace=False,
+            )
+        return out.stdout
+
+
+@pytest.fixture(scope="session")
+def meltano_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeltanoProject]:
+    """Copy the project to a temporary directory and ``meltano install`` it there, once.
+
+    The copy (about 100 MB with its plugin environments) is removed at the end of the session.
+    """
+    if not MELTANO.exists():
+        pytest.fail(f"meltano is not installed at {MELTANO}; run scripts/bootstrap")
+    root = tmp_path_factory.mktemp("meltano") / "project"
+    shutil.copytree(REPO, root, ignore=COPY_IGNORE, symlinks=True)
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
+    base_env.update(
+        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
+        MELTANO_DISABLE_TRACKING="true",
+        NO_COLOR="1",
+    )
+    started = time.monotonic()
+    out = subprocess.run(
+        [str(MELTANO), "install", "tap-wechat-share", "target-postgres"],
+        cwd=root,
+        env=base_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    seconds = time.monotonic() - started
+    if out.returncode != 0:
+        pytest.fail(f"meltano install failed ({out.returncode}):\n{out.stdout[-6000:]}")
+    print(f"\n[meltano] installed the plugins in {root} in {seconds:.1f} s")
+    try:
+        yield MeltanoProject(root=root, base_env=base_env, install_seconds=seconds)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def wechat() -> Iterator[WeChatEmulator]:
+    """The WeChat emulator, knowing the test app, with a fixed today."""
+    emu = WeChatEmulator(apps={APP_ID: APP_SECRET}, today=TODAY).start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def days(first: dt.date, last: dt.date) -> list[dt.date]:
+    """Every day from ``first`` to ``last``, both included."""
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def pipeline_env(
+    project: MeltanoProject,
+    emu: WeChatEmulator,
+    pg: PostgresServer,
+    schema: str,
+    end_date: dt.date,
+) -> dict[str, str]:
+    """The environment of one ``meltano run``: the tap on the emulator, the target on ``pg``."""
+    env = dict(project.base_env)
+    env.update(
+        TAP_WECHAT_SHARE_API_URL=emu.url,
+        TAP_WECHAT_SHARE_APP_ID=APP_ID,
+        TAP_WECHAT_SHARE_APP_SECRET=APP_SECRET,
+        TAP_WECHAT_SHARE_START_DATE=START.isoformat(),
+        TAP_WECHAT_SHARE_END_DATE=end_date.isoformat(),
+        TARGET_POSTGRES_HOST=pg.host,
+        TARGET_POSTGRES_PORT=str(pg.port),
+        TARGET_POSTGRES_USER=pg.user,
+        TARGET_POSTGRES_PASSWORD=pg.password,
+        TARGET_POSTGRES_DATABASE=pg.database,
+        TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=schema,
+    )
+    return env
+
+
+HourRow = tuple[str, str, int, int, int, int]
+DayRow = tuple[str, str, int, int, int]
+
+
+def expected_hour_rows(emu: WeChatEmulator, last: dt.date) -> set[HourRow]:
+    """What ``share_hour`` must hold after reading START..last: the emulator's rows."""
+    return {
+        (
+            APP_ID,
+            str(row["ref_date"]),
+            int(row["ref_hour"]),
+            int(row["share_scene"]),
+            int(row["share_count"]),
+            int(row["share_user"]),
+        )
+        for day in days(START, last)
+        for row in emu.hourly_rows(APP_ID, day)
+    }
+
+
+def expected_day_rows(emu: WeChatEmulator, last: dt.date) -> set[DayRow]:
+    """What ``share_day`` must hold after reading START..last: the emulator's rows."""
+    return {
+        (
+            APP_ID,
+            str(row["ref_date"]),
+            int(row["share_scene"]),
+            int(row["share_count"]),
+            int(row["share_user"]),
+        )
+        for day in days(START, last)
+        for row in emu.daily_rows(APP_ID, day)
+    }
+
+
+def _text(value: str | None) -> str:
+    assert value is not None, "a NULL in a key or count column"
+    return value
+
+
+def loaded_hour_rows(pg: PostgresServer, schema: str) -> list[HourRow]:
+    """Every row of ``share_hour`` (duplicates kept, so that they show)."""
+    rows = pg.query(
+        "SELECT app_id, ref_date, ref_hour, share_scene, share_count, share_user "
+        f'FROM "{schema}".share_hour'
+    )
+    return [
+        (_text(a), _text(d), int(_text(h)), int(_text(s)), int(_text(c)), int(_text(u)))
+        for a, d, h, s, c, u in rows
+    ]
+
+
+def loaded_day_rows(pg: PostgresServer, schema: str) -> list[DayRow]:
+    """Every row of ``share_day`` (duplicates kept, so that they show)."""
+    rows = pg.query(
+        f'SELECT app_id, ref_date, share_scene, share_count, share_user FROM "{schema}".share_day'
+    )
+    return [
+        (_text(a), _text(d), int(_text(s)), int(_text(c)), int(_text(u))) for a, d, s, c, u in rows
+    ]
+
+
+def assert_tables_match(
+    pg: PostgresServer, schema: str, emu: WeChatEmulator, last: dt.date
+) -> None:
+    """Both tables hold exactly the emulator's rows for START..last, each exactly once."""
+    hour_rows = loaded_hour_rows(pg, schema)
+    expected_hours = expected_hour_rows(emu, last)
+    assert expected_hours, (
+        "the emulator serves no rows for these days: the test would prove nothing"
+    )
+    assert len(hour_rows) == len(set(hour_rows)), "share_hour holds a row more than once"
+    assert set(hour_rows) == expected_hours, (
+        f"share_hour differs from the emulator: {len(set(hour_rows) - expected_hours)} extra, "
+        f"{len(expected_hours - set(hour_rows))} missing"
+    )
+    day_rows = loaded_day_rows(pg, schema)
+    expected_days = expected_day_rows(emu, last)
+    assert len(day_rows) == len(set(day_rows)), "share_day holds a row more than once"
+    assert set(day_rows) == expected_days, (
+        f"share_day differs from the emulator: {len(set(day_rows) - expected_days)} extra, "
+        f"{len(expected_days - set(day_rows))} missing"
+    )
+    # The same, keyed on the primary keys: no key is loaded twice.
+    for table, key in (
+        ("share_hour", "app_id, ref_date, ref_hour, share_scene"),
+        ("share_day", "app_id, ref_date, share_scene"),
+    ):
+        total, distinct = pg.query(
+            f'SELECT count(*), count(DISTINCT ({key})) FROM "{schema}".{table}'
+        )[0]
+        assert total == distinct, f"{table}: {total} rows but {distinct} distinct keys"
+
+
+def assert_daily_windows(calls: list[Any], first: dt.date, last: dt.date) -> None:
+    """The getusershare calls cover first..last once, in windows of at most 7 days."""
+    covered: list[dt.date] = []
+    for call in calls:
+        assert call.outcome == "ok", call
+        begin = dt.date.fromisoformat(call.begin_date)
+        end = dt.date.fromisoformat(call.end_date)
+        assert begin <= end, call
+        assert (end - begin).days + 1 <= 7, call
+        covered.extend(days(begin, end))
+    assert sorted(covered) == days(first, last)
+
+
+def bookmarks(state_json: str) -> dict[str, set[str]]:
+    """Stream name -> the bookmarks (``replication_key_value``) of its partitions in a state."""
+    state = json.loads(state_json[state_json.index("{") :])
+    found: dict[str, set[str]] = {}
+    for stream, stream_state in state.get("singer_state", state).get("bookmarks", {}).items():
+        values = {
+            str(part["replication_key_value"])[:10]
+            for part in stream_state.get("partitions", [])
+            if "replication_key_value" in part
+        }
+        if "replication_key_value" in stream_state:
+            values.add(str(stream_state["replication_key_value"])[:10])
+        found[stream] = values
+    return found
+
+
+def test_postgres_fixture_serves_a_fresh_schema(
+    postgres: PostgresServer, postgres_schema: str
+) -> None:
+    assert postgres.scalar("SELECT 1") == "1"
+    tables = postgres.scalar(
+        f"SELECT count(*) FROM information_schema.tables WHERE table_schema = '{postgres_schema}'"
+    )
+    assert tables == "0"
+    postgres.query(f'CREATE TABLE "{postgres_schema}".t (a int, b text)')
+    postgres.query(f"""INSERT INTO "{postgres_schema}".t VALUES (1, NULL), (2, 'x,"y"')""")
+    assert postgres.query(f'SELECT a, b FROM "{postgres_schema}".t ORDER BY a') == [
+        ("1", None),
+        ("2", 'x,"y"'),
+    ]
+    assert postgres.table_exists(postgres_schema, "t")
+
+
+def test_meltano_run_into_postgres_then_incremental(
+    meltano_project: MeltanoProject,
+    wechat: WeChatEmulator,
+    postgres: PostgresServer,
+    postgres_schema: str,
+) -> None:
+    schema = postgres_schema
+    emulator = wechat
+
+    # ---- First run: START..FIRST_END, no state yet.
+    started = time.monotonic()
+    meltano_project.run(
+        "run",
+        "tap-wechat-share",
+        "target-postgres",
+        env=pipeline_env(meltano_project, emulator, postgres, schema, FIRST_END),
+    )
+    first_seconds = time.monotonic() - started
+    assert emulator.wait_idle()
+
+    hour_calls = emulator.calls_to(HOURLY)
+    assert all(call.outcome == "ok" for call in hour_calls), hour_calls
+    assert all(call.app_id == APP_ID for call in emulator.calls), emulator.calls
+    # getusersharehour spans one day: exactly one call per day, each day once.
+    assert all(call.begin_date == call.end_date for call in hour_calls), hour_calls
+    assert sorted(str(call.begin_date) for call in hour_calls) == [
+        day.isoformat() for day in days(START, FIRST_END)
+    ]
+    assert_daily_windows(emulator.calls_to(DAILY), START, FIRST_END)
+    # One stable token for the whole run (both streams share it), never the legacy endpoint.
+    assert len(emulator.calls_to(STABLE_TOKEN)) == 1
+    assert emulator.calls_to(LEGACY_TOKEN) == []
+
+    assert postgres.table_exists(schema, "share_hour")
+    assert postgres.table_exists(schema, "share_day")
+    assert_tables_match(postgres, schema, emulator, FIRST_END)
+    state = meltano_project.run(
+        "state",
+        "get",
+        STATE_ID,
+        env=pipeline_env(meltano_project, emulator, postgres, schema, FIRST_END),
+    )
+    assert bookmarks(state) == {
+        "share_hour": {FIRST_END.isoformat()},
+        "share_day": {FIRST_END.isoformat()},
+    }
+
+    # ---- Second run, later end date: the lookback days and the new days only.
+    emulator.reset_calls()
+    started = time.monotonic()
+    meltano_project.run(
+        "run",
+        "tap-wechat-share",
+        "target-postgres",
+        env=pipeline_env(meltano_project, emulator, postgres, schema, SECOND_END),
+    )
+    second_seconds = time.monotonic() - started
+    assert emulator.wait_idle()
+
+    resume = FIRST_END - dt.timedelta(days=LOOKBACK_DAYS - 1)  # the 3 days up to the bookmark
+    hour_calls = emulator.calls_to(HOURLY)
+    assert all(call.outcome == "ok" for call in hour_calls), hour_calls
+    assert all(call.begin_date == call.end_date for call in hour_calls), hour_calls
+    assert sorted(str(call.begin_date) for call in hour_calls) == [
+        day.isoformat() for day in days(resume, SECOND_END)
+    ]
+    assert len(hour_calls) == LOOKBACK_DAYS + (SECOND_END - FIRST_END).days
+    assert_daily_windows(emulator.calls_to(DAILY), resume, SECOND_END)
+    assert len(emulator.calls_to(STABLE_TOKEN)) == 1
+    assert emulator.calls_to(LEGACY_TOKEN) == []
+
+    assert_tables_match(postgres, schema, emulator, SECOND_END)
+    state = meltano_project.run(
+        "state",
+        "get",
+        STATE_ID,
+        env=pipeline_env(meltano_project, emulator, postgres, schema, SECOND_END),
+    )
+    assert bookmarks(state) == {
+        "share_hour": {SECOND_END.isoformat()},
+        "share_day": {SECOND_END.isoformat()},
+    }
+    print(
+        f"\n[meltano] install {meltano_project.install_seconds:.1f} s, first run "
+        f"{first_seconds:.1f} s, incremental run {second_seconds:.1f} s"
+    )
