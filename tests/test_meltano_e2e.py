@@ -425,3 +425,109 @@ def test_meltano_run_into_postgres_then_incremental(
         f"\n[meltano] install {meltano_project.install_seconds:.1f} s, first run "
         f"{first_seconds:.1f} s, incremental run {second_seconds:.1f} s"
     )
+
+
+ACCOUNT_SECRETS = {
+    "wxe2e00000000000a1": "e2e-secret-a-not-real",
+    "wxe2e00000000000b2": "e2e-secret-b-not-real",
+    "wxe2e00000000000c3": "e2e-secret-c-not-real",
+    "wxe2e00000000000d4": "e2e-secret-d-not-real",
+}
+
+
+def test_meltano_run_four_accounts_one_failing_then_each_resumes(
+    meltano_project: MeltanoProject,
+    postgres: PostgresServer,
+    postgres_schema: str,
+    tmp_path: Path,
+) -> None:
+    """Issue 3's acceptance run, through Meltano into PostgreSQL.
+
+    Four accounts: app_secret, a ready token, a token command (a stand-in for a central token
+    service) and a wrong secret. The three good ones load exactly and get bookmarks; the run ends
+    non-zero naming the failing one last; a second run resumes each from its own bookmark.
+    """
+    a, b, c, d = ACCOUNT_SECRETS
+    schema = postgres_schema
+    with WeChatEmulator(apps=ACCOUNT_SECRETS, today=TODAY) as emu:
+        token_service = tmp_path / "token_service.py"
+        token_service.write_text(
+            "import json, urllib.request\n"
+            f"body = json.dumps({{'grant_type': 'client_credential', 'appid': {c!r},"
+            f" 'secret': {ACCOUNT_SECRETS[c]!r}, 'force_refresh': False}}).encode()\n"
+            f"print(json.loads(urllib.request.urlopen({emu.url + STABLE_TOKEN!r}, body).read())"
+            "['access_token'])\n"
+        )
+        accounts = [
+            {"app_id": a, "app_secret": ACCOUNT_SECRETS[a]},
+            {"app_id": b, "access_token": emu.issue_token(b)},
+            {"app_id": c, "access_token_command": f"{sys.executable} {token_service}"},
+            {"app_id": d, "app_secret": "a-wrong-secret"},
+        ]
+
+        def env(end: dt.date) -> dict[str, str]:
+            run_env = pipeline_env(meltano_project, emu, postgres, schema, end)
+            # The dev environment's demo app_id is blanked: accounts excludes top-level app_id.
+            run_env["TAP_WECHAT_SHARE_APP_ID"] = ""
+            del run_env["TAP_WECHAT_SHARE_APP_SECRET"]
+            run_env["TAP_WECHAT_SHARE_ACCOUNTS"] = json.dumps(accounts)
+            return run_env
+
+        first = subprocess.run(
+            [str(MELTANO), "--environment=dev", "run", "tap-wechat-share", "target-postgres"],
+            cwd=meltano_project.root,
+            env=env(FIRST_END),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+        assert first.returncode != 0
+        assert "1 of 4 account(s) failed" in first.stderr
+        assert f"{d}" in first.stderr.split("1 of 4 account(s) failed", 1)[1]
+        assert "errcode 40125" in first.stderr
+        for secret in [*ACCOUNT_SECRETS.values(), accounts[1]["access_token"]]:
+            assert secret not in first.stderr + first.stdout
+
+        hours = loaded_hour_rows(postgres, schema)
+        assert len(hours) == len(set(hours))
+        for app_id in (a, b, c):
+            served = {
+                (
+                    app_id,
+                    str(r["ref_date"]),
+                    int(r["ref_hour"]),
+                    int(r["share_scene"]),
+                    int(r["share_count"]),
+                    int(r["share_user"]),
+                )
+                for day in days(START, FIRST_END)
+                for r in emu.hourly_rows(app_id, day)
+            }
+            assert {row for row in hours if row[0] == app_id} == served
+        assert not [row for row in hours if row[0] == d]
+
+        # Meltano keeps the good accounts' bookmarks of the failed run.
+        state = meltano_project.run("state", "get", STATE_ID, env=env(FIRST_END))
+        state_json = json.loads(state[state.index("{") :])
+        singer_state = state_json.get("singer_state", state_json)
+        marks = {
+            part["context"]["app_id"]: part.get("replication_key_value")
+            for part in singer_state["bookmarks"]["share_hour"]["partitions"]
+        }
+        assert {k: v for k, v in marks.items() if v} == dict.fromkeys((a, b, c), "2024-03-10")
+
+        # Second run, the secret fixed: each account resumes from its own bookmark.
+        emu.reset_calls()
+        accounts[3]["app_secret"] = ACCOUNT_SECRETS[d]
+        meltano_project.run("run", "tap-wechat-share", "target-postgres", env=env(SECOND_END))
+        firsts: dict[str, str] = {}
+        for call in emu.calls_to(HOURLY):
+            assert call.app_id is not None
+            assert call.begin_date is not None
+            firsts[call.app_id] = min(firsts.get(call.app_id, "9999"), call.begin_date)
+        resume = (FIRST_END - dt.timedelta(days=LOOKBACK_DAYS - 1)).isoformat()
+        assert firsts == {a: resume, b: resume, c: resume, d: START.isoformat()}
+        hours = loaded_hour_rows(postgres, schema)
+        assert len(hours) == len(set(hours))
+        assert {row[0] for row in hours} == set(ACCOUNT_SECRETS)
