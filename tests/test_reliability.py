@@ -14,7 +14,16 @@ import pytest
 
 from tap_wechat_share import client as client_module
 from tap_wechat_share.client import seconds_to_next_minute
-from tests.conftest import TAP_EXECUTABLE, bookmark, daily_rows, hourly_rows, key_of, sync
+from tests.conftest import (
+    APP_SECRET,
+    TAP_EXECUTABLE,
+    bookmark,
+    daily_rows,
+    hourly_rows,
+    key_of,
+    run_tap,
+    sync,
+)
 from tests.emulator import Fault, WeChatEmulator
 
 if t.TYPE_CHECKING:
@@ -25,9 +34,10 @@ DAILY = "/datacube/getusershare"
 STABLE = "/cgi-bin/stable_token"
 
 
-def test_twenty_days_with_every_transient_fault_and_odd_row_load_exactly_once(
-    emulator: WeChatEmulator, config: dict[str, t.Any], caplog: pytest.LogCaptureFixture
+def test_twenty_days_with_every_transient_fault_and_odd_row_load_exactly_once_without_secrets(
+    emulator: WeChatEmulator, config: dict[str, t.Any], tmp_path: Path
 ) -> None:
+    """Issue 4's acceptance run: every fault at once, the real CLI, DEBUG logging."""
     faults = [
         Fault("errcode", path=HOURLY, day="2026-10-02", errcode=-1, times=2),
         Fault("http", path=HOURLY, day="2026-10-04", status=502),
@@ -46,22 +56,25 @@ def test_twenty_days_with_every_transient_fault_and_odd_row_load_exactly_once(
     ]
     for fault in faults:
         emulator.add_fault(fault)
-    caplog.set_level("DEBUG")
-    out = sync(
-        config
-        | {"start_date": "2026-10-01", "end_date": "2026-10-20", "max_concurrent_requests": 4}
-    )
-    assert out.exit_code == 0
+    config |= {"start_date": "2026-10-01", "end_date": "2026-10-20", "max_concurrent_requests": 4}
+    out = run_tap(config, tmp_path, log_level="DEBUG")
+    assert out.exit_code == 0, out.stderr[-3000:]
     assert out.records("share_hour") == hourly_rows(emulator, "2026-10-01", "2026-10-20")
     assert out.records("share_day") == daily_rows(emulator, "2026-10-01", "2026-10-20")
     keys = [key_of(r) for r in out.records()]
     assert len(keys) == len(set(keys))
     assert bookmark(out.final_state, "share_hour") == "2026-10-20"
-    assert "dropped 2 row(s) dated outside the requested days" in caplog.text
-    assert "exact duplicate" in caplog.text
+    assert "dropped 2 row(s) dated outside the requested days" in out.stderr
+    assert "exact duplicate" in out.stderr
     outcomes = {c.outcome for c in emulator.calls}
     assert {"errcode -1", "http 502", "http 503", "http 429", "reset", "html"} <= outcomes
     assert len([c for c in emulator.calls_to(STABLE) if c.outcome == "ok"]) == 2  # one renewal
+    secrets = {APP_SECRET} | {c.token for c in emulator.calls if c.token}
+    assert len(secrets) >= 3  # the secret, the first token and the one after rotation
+    assert "access_token=<redacted>" in out.stderr  # urllib3 logged the URLs, redacted
+    for secret in secrets:
+        assert secret not in out.stdout
+        assert secret not in out.stderr
 
 
 @pytest.mark.parametrize(

@@ -129,3 +129,17 @@ def test_client_errors_never_quote_the_token() -> None:
     with pytest.raises(FatalError) as caught:
         client.post(HOURLY, {}, access_token="token-in-the-query-string")
     assert "token-in-the-query-string" not in str(caught.value)
+
+
+def test_what_a_token_command_prints_is_never_logged(
+    emulator: WeChatEmulator, config: dict[str, t.Any], tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(emulator.issue_token(APP_ID) + "\n")
+    del config["app_secret"]
+    config["access_token_command"] = f"echo 'asking the token service' >&2; cat {token_file}"
+    emulator.add_fault(Fault("reset", path=HOURLY, day="2026-11-03"))
+    out = run_tap(config, tmp_path, log_level="DEBUG")
+    assert out.exit_code == 0, out.stderr[-2000:]
+    assert "asking the token service" in out.stderr
+    assert_no_secret(out.stdout + out.stderr, {token_file.read_text().strip()})
