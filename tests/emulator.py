@@ -787,6 +787,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "emulator"
     sys_version = ""
     timeout = 75  # idle keep-alive connections are closed after this, like nginx
+    # Headers and body go out in two sends: without TCP_NODELAY each answer would wait ~40 ms for
+    # the client's delayed ACK (nginx in front of WeChat sets tcp_nodelay too).
+    disable_nagle_algorithm = True
 
     @property
     def _emulator(self) -> WeChatEmulator:

@@ -473,6 +473,9 @@ def test_meltano_run_four_accounts_one_failing_then_each_resumes(
             run_env["TAP_WECHAT_SHARE_ACCOUNTS"] = json.dumps(accounts)
             return run_env
 
+        # The Meltano project is shared by the session: start from no state.
+        meltano_project.run("state", "clear", "--force", STATE_ID, env=env(FIRST_END))
+
         first = subprocess.run(
             [str(MELTANO), "--environment=dev", "run", "tap-wechat-share", "target-postgres"],
             cwd=meltano_project.root,
