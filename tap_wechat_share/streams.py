@@ -70,7 +70,8 @@ class DatacubeStream(Stream):
       0, 100, ..., 2300, a negative count, an unreadable ``ref_date``), or two different rows for
       the same key, stop the account with a message naming the row: nothing of that window is
       loaded;
-    - a ``share_scene`` other than 1, 2 and 255 is loaded, with a warning (WeChat may add scenes).
+    - a ``share_scene`` other than 1, 2 and 255 is loaded, with a warning (WeChat may add scenes);
+    - integers given as strings of digits (``"12"``) are read as integers; any other type stops.
 
     The bookmark (``replication_key_value`` of the account's partition) is the last day read
     completely; a STATE message follows every completed window and names only complete days.

@@ -33,7 +33,6 @@ else:
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from singer_sdk.plugin_base import _ConfigInput
 
 CREDENTIALS = ("app_secret", "access_token", "access_token_command")
 MAX_CONCURRENT_REQUESTS = 32
@@ -172,15 +171,10 @@ class TapWeChatShare(Tap):
         ),
     ).to_dict()
 
-    def __init__(
-        self,
-        *,
-        config: dict[str, t.Any] | _ConfigInput | None = None,
-        **kwargs: t.Any,  # noqa: ANN401 - passed through to the SDK's Tap
-    ) -> None:
+    def __init__(self, **kwargs: t.Any) -> None:  # noqa: ANN401 - the SDK's Tap arguments
         """Make every log line of the run free of secrets before anything is logged."""
         install_log_redaction()
-        super().__init__(config=config, **kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
 
     @override
     def discover_streams(self) -> list[DatacubeStream]:
@@ -196,7 +190,7 @@ class TapWeChatShare(Tap):
         Raises:
             ConfigValidationError: If any setting is wrong and ``raise_errors`` is set.
         """
-        for key in (*CREDENTIALS, "access_token_command"):
+        for key in CREDENTIALS:
             register_secret(self.config.get(key))
         for account in self.config.get("accounts") or []:
             if isinstance(account, dict):
