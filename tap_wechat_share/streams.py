@@ -15,6 +15,7 @@ import logging
 import typing as t
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cached_property
 
 from singer_sdk import Stream
 from singer_sdk import typing as th
@@ -120,6 +121,11 @@ class DatacubeStream(Stream):
 
     # Per-record work done once. The SDK's per-record path is most of the tap's CPU time per row
     # in a backfill; these overrides keep its output and skip only what cannot change it.
+
+    @cached_property
+    def _new_scenes(self) -> set[int]:
+        """The undocumented share_scene values already warned about in this run."""
+        return set()
 
     _time_extracted: dt.datetime | None = None
     """When the window whose records are being emitted was handed over (see ``_read_account``)."""
@@ -403,11 +409,12 @@ class DatacubeStream(Stream):
         if "ref_hour" in record and record["ref_hour"] not in HOURS:
             msg = f"a row has ref_hour={record['ref_hour']}, not one of 0, 100, ..., 2300"
             raise RowError(msg)
-        if record["share_scene"] not in SHARE_SCENES:
+        if (scene := record["share_scene"]) not in SHARE_SCENES and scene not in self._new_scenes:
+            self._new_scenes.add(scene)  # one warning per scene and run, not one per row
             self.logger.warning(
                 "%s: share_scene %s is not one WeChat documents (1, 2, 255); loaded as is",
                 app_id,
-                record["share_scene"],
+                scene,
             )
         return record
 

@@ -172,3 +172,21 @@ def test_daily_stream_keys_on_date_and_scene(
     records = streams["share_day"].parse_rows({"list": list(daily.values())}, WINDOW, "wxprop")
     assert [(r["ref_date"], r["share_scene"]) for r in records] == sorted(daily)
     assert all("ref_hour" not in r for r in records)
+
+
+def test_an_undocumented_share_scene_is_loaded_with_one_warning(
+    streams: dict[str, DatacubeStream], caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [
+        {
+            "ref_date": "2024-05-01",
+            "ref_hour": h,
+            "share_scene": 7,
+            "share_count": 1,
+            "share_user": 1,
+        }
+        for h in (0, 100, 200)
+    ]
+    records = streams["share_hour"].parse_rows({"list": rows}, WINDOW, "wxprop")
+    assert [r["share_scene"] for r in records] == [7, 7, 7]
+    assert caplog.text.count("share_scene 7 is not one WeChat documents") == 1
