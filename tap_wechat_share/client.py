@@ -21,7 +21,7 @@ import requests
 from tap_wechat_share.redact import redact_text
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
     from backoff.types import Details
 
@@ -241,7 +241,7 @@ class WeChatClient:
         *,
         access_token: str | None = None,
         what: str = "",
-        sleep: Callable[[float], None] = time.sleep,
+        required: str | None = None,
     ) -> dict[str, t.Any]:
         """POST ``payload`` to ``path`` and return WeChat's checked JSON answer.
 
@@ -250,7 +250,8 @@ class WeChatClient:
             payload: The JSON body.
             access_token: Sent as the ``access_token`` query parameter, if given.
             what: Words for log lines and errors, e.g. ``share_hour 2024-05-01``.
-            sleep: How to wait for the next minute on errcode 45011.
+            required: A key a success answer must have (e.g. ``list``); an answer without it
+                and without an errcode is a transient fault, retried like one.
 
         Returns:
             The decoded JSON object.
@@ -262,7 +263,7 @@ class WeChatClient:
         minute_waits = 0
         while True:
             try:
-                return self._post_with_backoff(path, payload, access_token, what)
+                return self._post_with_backoff(path, payload, access_token, what, required)
             except MinuteQuotaError as exc:  # noqa: PERF203 - one network call per try
                 if minute_waits == MAX_MINUTE_WAITS:
                     msg = (
@@ -274,7 +275,7 @@ class WeChatClient:
                 minute_waits += 1
                 wait = seconds_to_next_minute()
                 logger.warning("%s: %s; waiting %.0f s for the next minute", what, exc, wait)
-                sleep(wait)
+                time.sleep(wait)
             except RetriableError as exc:
                 msg = f"{what}: gave up after {self.max_tries} tries; last error: {exc}"
                 raise FatalError(msg) from None
@@ -285,6 +286,7 @@ class WeChatClient:
         payload: Mapping[str, t.Any],
         access_token: str | None,
         what: str,
+        required: str | None,
     ) -> dict[str, t.Any]:
         params = {"access_token": access_token} if access_token else None
         try:
@@ -318,6 +320,9 @@ class WeChatClient:
             msg = f"answer is JSON but not an object: {type(body).__name__}"
             raise RetriableError(msg)
         raise_for_errcode(body)
+        if required is not None and required not in body:
+            msg = f"answer has no {required!r} and no errcode (keys: {sorted(body)[:5]})"
+            raise RetriableError(msg)
         return body
 
     def _log_backoff(self, details: Details) -> None:

@@ -297,7 +297,9 @@ class DatacubeStream(Stream):
         while True:
             token = account.tokens.token()
             try:
-                body = client.post(self.path, payload, access_token=token, what=what)
+                body = client.post(
+                    self.path, payload, access_token=token, what=what, required="list"
+                )
             except TokenRejectedError as exc:
                 if renewed:
                     msg = (
@@ -336,7 +338,7 @@ class DatacubeStream(Stream):
         """
         rows = body.get("list")
         if not isinstance(rows, list):
-            msg = f"{what}: WeChat's answer has no list of rows (keys: {sorted(body)[:5]})"
+            msg = f"{what}: WeChat's answer has no list of rows (list: {str(rows)[:40]!r})"
             raise RowError(msg)
         records: dict[tuple[t.Any, ...], dict[str, t.Any]] = {}
         outside: list[str] = []

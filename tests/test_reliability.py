@@ -109,10 +109,20 @@ def test_answer_without_a_list_is_retried_then_fails_naming_the_day(
     emulator: WeChatEmulator, config: dict[str, t.Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     emulator.add_fault(Fault("no_list", path=HOURLY, day="2026-11-02", times=-1))
-    out = sync(config | {"max_concurrent_requests": 1})
+    out = sync(config | {"max_concurrent_requests": 1, "max_tries": 3})
     assert out.exit_code == 1
-    assert "2026-11-02" in caplog.text
-    assert "no list of rows" in caplog.text
+    assert len([c for c in emulator.calls_to(HOURLY) if c.begin_date == "2026-11-02"]) == 3
+    assert "share_hour 2026-11-02: gave up after 3 tries" in caplog.text
+    assert "answer has no 'list' and no errcode" in caplog.text
+
+
+def test_one_answer_without_a_list_is_retried_and_the_day_loads(
+    emulator: WeChatEmulator, config: dict[str, t.Any]
+) -> None:
+    emulator.add_fault(Fault("no_list", path=HOURLY, day="2026-11-02"))
+    out = sync(config)
+    assert out.exit_code == 0
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
 
 
 def test_timeouts_are_retried(emulator: WeChatEmulator, config: dict[str, t.Any]) -> None:
