@@ -41,6 +41,14 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
 
 
+class OutputClosedError(BaseException):
+    """The reader of the tap's output (the target) closed it: nothing more can be delivered.
+
+    A BaseException, so that no ``except Exception`` on the way (the SDK's among them) takes it
+    for a failure of one stream or account: the run ends (see ``TapWeChatShare.sync_all``).
+    """
+
+
 PENDING_LIMIT = 64 * 1024
 """Characters of RECORD lines held before they are written without waiting for another message."""
 
@@ -76,7 +84,7 @@ class RecordWriter(SimpleSingerWriter):
         self._pending_size = 0
         # Whatever is still held is written when the writer goes, or at exit at the latest
         # (before Python's last flush of stdout).
-        weakref.finalize(self, _write_lines, self._pending)
+        weakref.finalize(self, _write_at_exit, self._pending)
 
     def serialize_message(self, message: Message) -> str:
         """Serialize a message into a line of JSON (without the newline).
@@ -118,15 +126,20 @@ class RecordWriter(SimpleSingerWriter):
         Args:
             message: A Singer message.
         """
-        if type(message) is RecordMessage:
-            line = self.serialize_message(message) + "\n"
-            self._pending.append(line)
-            self._pending_size += len(line)
-            if self._pending_size >= PENDING_LIMIT:
+        try:
+            if type(message) is RecordMessage:
+                line = self.serialize_message(message) + "\n"
+                self._pending.append(line)
+                self._pending_size += len(line)
+                if self._pending_size >= PENDING_LIMIT:
+                    self.write_records()
+            else:
                 self.write_records()
-        else:
-            self.write_records()
-            super().write_message(message)
+                super().write_message(message)
+        except (BrokenPipeError, ValueError) as exc:
+            # ValueError: stdout was closed in this process (writing to a closed file).
+            self._pending.clear()
+            raise OutputClosedError from exc
 
     def write_records(self) -> None:
         """Write the RECORD lines held so far to stdout (without flushing it)."""
@@ -135,7 +148,20 @@ class RecordWriter(SimpleSingerWriter):
 
 
 def _write_lines(lines: list[str]) -> None:
-    """Write ``lines`` to stdout in one write, and empty the list."""
+    """Write ``lines`` to stdout in one write, and empty the list first.
+
+    Emptied before writing: whatever happens during the write (an interrupted call, a closed
+    pipe), no line is ever written twice.
+    """
     if lines:
-        sys.stdout.write("".join(lines))
+        text = "".join(lines)
+        lines.clear()
+        sys.stdout.write(text)
+
+
+def _write_at_exit(lines: list[str]) -> None:
+    """Write what is still held when the writer goes; stay silent if stdout is gone."""
+    try:
+        _write_lines(lines)
+    except (OSError, ValueError):
         lines.clear()

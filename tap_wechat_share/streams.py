@@ -12,25 +12,33 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
+import sys
 import typing as t
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 
 from singer_sdk import Stream
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib import RecordMessage
+from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 
 from tap_wechat_share.client import ApiError, FatalError, TokenRejectedError, WeChatError
 from tap_wechat_share.dates import Window, first_day_to_read, windows
+from tap_wechat_share.run import Run, Task, WindowResult
+from tap_wechat_share.state import (
+    REPLICATION_KEY,
+    IndexedStateManager,
+    StateError,
+    read_bookmark,
+)
 
 if t.TYPE_CHECKING:
-    from collections.abc import Generator, Iterable, Iterator, Sequence
+    from collections.abc import Generator, Iterable
 
     from singer_sdk.helpers.types import Context, Record
 
-    from tap_wechat_share.tap import Account, TapWeChatShare
+    from tap_wechat_share.accounts import Account
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +52,17 @@ class RowError(FatalError):
     """WeChat answered with a row the tap will not load (a key missing, an impossible value)."""
 
 
+_DIGITS = re.compile(r"-?[0-9]+")
+
+
 def _as_int(row: dict[str, t.Any], field: str) -> int:
     value = row.get(field)
     if type(value) is int:  # the usual case, first: one check instead of two
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²" and int() then raises.
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         return int(value)
     if value is None:
         msg = f"a row has no {field}"
@@ -75,7 +87,10 @@ class DatacubeStream(Stream):
     - integers given as strings of digits (``"12"``) are read as integers; any other type stops.
 
     The bookmark (``replication_key_value`` of the account's partition) is the last day read
-    completely; a STATE message follows every completed window and names only complete days.
+    completely. It moves after each window (never backwards), in memory; a STATE message goes
+    out at most every ``state_message_interval`` seconds and at the end of the stream, always
+    after the records of the days it names. The latest published day does not count as read
+    while its answer is empty (WeChat may not have published it yet): the next run asks again.
     """
 
     path: t.ClassVar[str]
@@ -85,8 +100,10 @@ class DatacubeStream(Stream):
     primary_keys: t.ClassVar[tuple[str, ...]]
     """``app_id``, then the fields that identify a row within an account, ``ref_date`` first."""
 
-    replication_key = "ref_date"
+    replication_key = REPLICATION_KEY
     is_sorted = True
+    # STATE is paced by time (see ``_checkpoint``), not every N records.
+    STATE_MSG_FREQUENCY = sys.maxsize
     # Records are built here from checked values of the schema's types: no conforming needed.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
@@ -101,14 +118,32 @@ class DatacubeStream(Stream):
         return type(self).primary_keys[1:]
 
     @property
-    def wechat_tap(self) -> TapWeChatShare:
-        """The tap this stream belongs to."""
-        return t.cast("TapWeChatShare", self._tap)
+    def run(self) -> Run:
+        """The run this stream belongs to (made by the tap when it starts syncing)."""
+        return t.cast("Run", self._tap.run)  # type: ignore[attr-defined]
 
     @property
     def partitions(self) -> list[dict[str, t.Any]]:
-        """One partition per account, each with its own bookmark."""
-        return [{"app_id": account.app_id} for account in self.wechat_tap.accounts]
+        """One partition per account of the run, each with its own bookmark."""
+        if self._partitions is None:
+            self._partitions = [{"app_id": app_id} for app_id in self.run.accounts]
+        return self._partitions
+
+    _partitions: list[dict[str, t.Any]] | None = None
+
+    @property
+    def state_manager(self) -> IndexedStateManager:
+        """The SDK's state manager, with partitions found in constant time (see state.py)."""
+        if not isinstance(self._state_manager, IndexedStateManager):
+            self._state_manager = IndexedStateManager(
+                tap_name=self.tap_name,
+                stream_name=self.name,
+                tap_state=self._tap_state,
+                state_partitioning_keys=self.state_partitioning_keys,
+                is_sorted=self.is_sorted,
+                check_sorted=self.check_sorted,
+            )
+        return self._state_manager
 
     def _increment_stream_state(
         self, latest_record: Record, *, context: Context | None = None
@@ -179,11 +214,29 @@ class DatacubeStream(Stream):
         if self.child_streams:  # pragma: no cover - no child streams are declared
             yield from super().generate_child_contexts(record, context)
 
+    def read_plan(self, app_id: str) -> list[Window]:
+        """Return the windows this run asks for ``app_id``, from its bookmark and the settings.
+
+        Reads the SDK's state, so it runs on the main thread only.
+
+        Raises:
+            StateError: If the account's bookmark is unusable (see state.py).
+        """
+        run = self.run
+        bookmark = None
+        if self.replication_method != REPLICATION_FULL_TABLE:
+            state = self.state_manager.find_context_state({"app_id": app_id})
+            if state is not None:
+                bookmark = read_bookmark(state, self.name, app_id, run.latest)
+        first = first_day_to_read(run.first_day, bookmark, run.lookback_days)
+        return list(windows(first, run.last_day, self.max_days))
+
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         """Read the account's days, one window after another, and yield their rows in order.
 
-        An account that fails is recorded on the tap and its remaining days skipped; the other
-        accounts go on.
+        The windows' requests were usually sent ahead (see lookahead.py). An account that fails
+        (any error, whatever its type) is recorded on the run and skipped for the rest of it;
+        the other accounts go on.
 
         Args:
             context: The partition, ``{"app_id": ...}``.
@@ -193,7 +246,8 @@ class DatacubeStream(Stream):
         """
         if context is None:  # pragma: no cover - the SDK always passes a partition
             return
-        account = self.wechat_tap.account(context["app_id"])
+        run = self.run
+        account = run.accounts[context["app_id"]]
         if account.failure:
             self.logger.warning(
                 "Skipping %s for %s: the account failed earlier in this run",
@@ -202,102 +256,114 @@ class DatacubeStream(Stream):
             )
             return
         try:
-            yield from self._read_account(account, context)
-        except WeChatError as exc:
-            self.wechat_tap.record_failure(account, self.name, exc)
-
-    def _read_account(self, account: Account, context: Context) -> Iterator[dict[str, t.Any]]:
-        tap = self.wechat_tap
-        first_day, last_day = tap.run_range
-        bookmark = self._bookmark(context)
-        first = first_day_to_read(first_day, bookmark, tap.config.get("lookback_days", 3))
-        plan = list(windows(first, last_day, self.max_days))
-        if not plan:
-            self.logger.info(
-                "%s %s is up to date (bookmark %s, latest day %s)",
-                account.app_id,
-                self.name,
-                bookmark,
-                last_day,
-            )
+            plan = self.read_plan(account.app_id)
+        except StateError as exc:
+            self._fail(account, exc)
             return
-        self.logger.info(
-            "%s %s: reading %s to %s in %d request(s) (bookmark %s)",
-            account.app_id,
+        self._log_plan(account.app_id, plan)
+        state = self.get_context_state(context)
+        lookahead = run.lookahead
+        for window in plan:
+            task = Task(self.name, account.app_id, window)
+            try:
+                result = lookahead.take(task) if lookahead else self.fetch(task)
+            except Exception as exc:  # noqa: BLE001 - whatever it is, it ends this account only
+                self._fail(account, exc)
+                return
+            self._time_extracted = dt.datetime.now(dt.timezone.utc)
+            yield from result.records
+            if result.read_through is not None:
+                self._checkpoint(state, result.read_through)
+        self._time_extracted = None
+
+    def _log_plan(self, app_id: str, plan: list[Window]) -> None:
+        # One line per account is useful for a few accounts, noise for thousands.
+        level = logging.INFO if len(self.run.accounts) <= 10 else logging.DEBUG  # noqa: PLR2004
+        if not plan:
+            self.logger.log(level, "%s %s is up to date", app_id, self.name)
+            return
+        self.logger.log(
+            level,
+            "%s %s: reading %s to %s in %d request(s)",
+            app_id,
             self.name,
             plan[0].begin,
             plan[-1].end,
             len(plan),
-            bookmark,
         )
-        for window, rows in self._fetch_in_order(account, plan):
-            self._time_extracted = dt.datetime.now(dt.timezone.utc)
-            yield from rows
-            self._checkpoint(context, window.end)
-        self._time_extracted = None
 
-    def _bookmark(self, context: Context) -> dt.date | None:
-        state = self.get_context_state(context)
-        value = state.get("replication_key_value")
-        if not value or state.get("replication_key") != self.replication_key:
-            return None
+    def _fail(self, account: Account, error: BaseException) -> None:
+        reason = account.fail(error)
+        self.logger.error("%s failed in %s: %s", account.app_id, self.name, reason)
+        if self.run.lookahead:
+            self.run.lookahead.drop(account.app_id)
+
+    def _checkpoint(self, state: dict[str, t.Any], read_through: dt.date) -> None:
+        """Move the account's bookmark to ``read_through`` (never back); write STATE if due."""
+        day = read_through.isoformat()
+        current = state.get("replication_key_value")
+        if isinstance(current, str) and current >= day:
+            return
+        state["replication_key"] = REPLICATION_KEY
+        state["replication_key_value"] = day
+        self.state_manager.is_flushed = False
+        if self.run.state_due():
+            self._write_state_message()
+
+    def fetch(self, task: Task) -> WindowResult:
+        """Make one window's request and check its rows (on a worker thread).
+
+        Any error that is not one of the tap's own becomes one that names the account, stream
+        and days, so that the account stops with a readable line and the others go on.
+        """
+        account = self.run.accounts[task.app_id]
+        window = task.window
+        what = f"{account.app_id} {self.name} {window}"
         try:
-            return dt.date.fromisoformat(str(value)[:10])
-        except ValueError:
+            body = self._request(account, window, what)
+            records = self.parse_rows(body, window, account.app_id, what)
+            return WindowResult(records, self.read_through(window, records, body))
+        except WeChatError:
+            raise
+        except Exception as exc:
+            self.logger.debug("%s: unexpected error", what, exc_info=True)
             msg = (
-                f"the state's bookmark for {self.name} {context['app_id']} is {value!r}, not a "
-                "date; fix or remove it from the state"
+                f"{what}: unexpected {type(exc).__name__}: {exc}; the other accounts go on. "
+                "Please report this (the log at DEBUG has the traceback)"
             )
             raise FatalError(msg) from None
 
-    def _checkpoint(self, context: Context, last_complete_day: dt.date) -> None:
-        state = self.get_context_state(context)
-        state["replication_key"] = self.replication_key
-        state["replication_key_value"] = last_complete_day.isoformat()
-        self.state_manager.is_flushed = False
-        self._write_state_message()
+    def read_through(
+        self, window: Window, records: list[dict[str, t.Any]], body: dict[str, t.Any]
+    ) -> dt.date | None:
+        """Return the last day of ``window`` that counts as read, or None if none does.
 
-    def _fetch_in_order(
-        self,
-        account: Account,
-        plan: Sequence[Window],
-    ) -> Iterator[tuple[Window, list[dict[str, t.Any]]]]:
-        """Fetch windows with up to ``max_concurrent_requests`` in flight; yield them in order."""
-        in_flight = max(1, int(self.wechat_tap.config.get("max_concurrent_requests", 4)))
-        if in_flight == 1:
-            for window in plan:
-                yield window, self._fetch_window(account, window)
-            return
-        pending: deque[tuple[Window, Future[list[dict[str, t.Any]]]]] = deque()
-        upcoming = iter(plan)
-        with ThreadPoolExecutor(in_flight, thread_name_prefix=f"{self.name}") as pool:
-            try:
-                for window in upcoming:
-                    pending.append((window, pool.submit(self._fetch_window, account, window)))
-                    if len(pending) == in_flight:
-                        break
-                while pending:
-                    window, future = pending.popleft()
-                    rows = future.result()
-                    if (following := next(upcoming, None)) is not None:
-                        pending.append(
-                            (following, pool.submit(self._fetch_window, account, following))
-                        )
-                    yield window, rows
-            finally:
-                for _, future in pending:
-                    future.cancel()
+        Every day counts, except the latest published day while its answer is empty: WeChat
+        may not have published it yet (at 08:00:01), so the next run asks for it again.
 
-    def _fetch_window(self, account: Account, window: Window) -> list[dict[str, t.Any]]:
+        Args:
+            window: The days asked for.
+            records: The window's checked records.
+            body: WeChat's answer (an endpoint may say there that days are not final).
+
+        Returns:
+            The day the bookmark may move to.
+        """
+        del body
+        last = window.end
+        if last == self.run.latest and not any(r["ref_date"] == last.isoformat() for r in records):
+            last -= dt.timedelta(days=1)
+        return last if last >= window.begin else None
+
+    def _request(self, account: Account, window: Window, what: str) -> dict[str, t.Any]:
         """One request for ``window``, with one token renewal if WeChat refuses the token."""
-        what = f"{account.app_id} {self.name} {window}"
         payload = {"begin_date": window.begin.isoformat(), "end_date": window.end.isoformat()}
-        client = self.wechat_tap.client
+        client = self.run.client
         renewed = False
         while True:
             token = account.tokens.token()
             try:
-                body = client.post(
+                return client.post(
                     self.path, payload, access_token=token, what=what, required="list"
                 )
             except TokenRejectedError as exc:
@@ -312,8 +378,6 @@ class DatacubeStream(Stream):
             except ApiError as exc:
                 msg = f"{what}: {exc.describe()}"
                 raise FatalError(msg) from None
-            else:
-                return self.parse_rows(body, window, account.app_id, what)
 
     def parse_rows(
         self,

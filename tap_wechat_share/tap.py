@@ -1,28 +1,34 @@
-"""The tap: settings, their checks, the accounts of a run, and the end-of-run summary."""
+"""The tap: its streams, the run it makes, how a run stops, and the end-of-run summary."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import signal
 import sys
+import time
 import typing as t
-from dataclasses import dataclass
 from functools import cached_property
-from urllib.parse import urlparse
 
 from singer_sdk import Tap
-from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import PluginCapabilities
 
-from tap_wechat_share.auth import (
-    CommandTokenProvider,
-    ReadyTokenProvider,
-    StableTokenProvider,
-    TokenProvider,
-)
+from tap_wechat_share.accounts import CREDENTIALS, AccountsError, make_accounts, read_entries
 from tap_wechat_share.client import DEFAULT_API_URL, WeChatClient
 from tap_wechat_share.dates import FIRST_DATA_DAY, latest_published_day
-from tap_wechat_share.output import RecordWriter
-from tap_wechat_share.redact import install_log_redaction, redact_text, register_secret
+from tap_wechat_share.lookahead import LookAhead, Stopping
+from tap_wechat_share.output import OutputClosedError, RecordWriter
+from tap_wechat_share.redact import install_log_redaction, register_secret
+from tap_wechat_share.run import Run, Task, WindowResult
+from tap_wechat_share.settings import (
+    CONFIG_SCHEMA,
+    DEFAULT_CONCURRENT_REQUESTS,
+    DEFAULT_STATE_MESSAGE_INTERVAL,
+    settings_errors,
+)
+from tap_wechat_share.state import take_in_old_shapes
 from tap_wechat_share.streams import DatacubeStream, ShareDayStream, ShareHourStream
 
 if sys.version_info >= (3, 12):
@@ -31,53 +37,13 @@ else:
     from typing_extensions import override
 
 if t.TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
+    from types import FrameType
 
+    from tap_wechat_share.accounts import AccountEntry
 
-CREDENTIALS = ("app_secret", "access_token", "access_token_command")
-MAX_CONCURRENT_REQUESTS = 32
-
-
-@dataclass
-class Account:
-    """One Official Account of a run: its AppID, token source, and failure (if it failed)."""
-
-    app_id: str
-    tokens: TokenProvider
-    failure: str | None = None
-
-
-_CREDENTIAL_PROPERTIES = (
-    th.Property(
-        "app_secret",
-        th.StringType,
-        secret=True,
-        description=(
-            "The account's AppSecret. With app_id, the tap gets its token from "
-            "`POST {api_url}/cgi-bin/stable_token` (force_refresh false), which does not disturb "
-            "the account's other services. It never calls `/cgi-bin/token`."
-        ),
-    ),
-    th.Property(
-        "access_token",
-        th.StringType,
-        secret=True,
-        description=(
-            "A ready token instead of app_secret: an access_token, or a third-party platform's "
-            "authorizer_access_token. Used as given; if WeChat refuses it, the account stops."
-        ),
-    ),
-    th.Property(
-        "access_token_command",
-        th.StringType,
-        secret=True,
-        description=(
-            "A shell command whose standard output is the token (e.g. asking a central token "
-            "service). Runs when the first request needs a token, and once more after WeChat "
-            "refuses one. Its stderr goes to the log; what it prints is never logged."
-        ),
-    ),
-)
+STOP_GRACE_SECONDS = 2.0
+"""After a stop, how long requests still running may take before the process exits anyway."""
 
 
 class TapWeChatShare(Tap):
@@ -86,94 +52,18 @@ class TapWeChatShare(Tap):
     name = "tap-wechat-share"
     # The SDK's writer, with RECORD messages encoded and flushed more cheaply: see output.py.
     message_writer_class = RecordWriter
-
-    config_jsonschema = th.PropertiesList(
-        th.Property(
-            "app_id",
-            th.StringType,
-            description=(
-                "The Official Account's AppID, written on every record. Required unless "
-                "`accounts` is given."
-            ),
-        ),
-        *_CREDENTIAL_PROPERTIES,
-        th.Property(
-            "accounts",
-            th.ArrayType(
-                th.ObjectType(
-                    th.Property("app_id", th.StringType, required=True),
-                    *_CREDENTIAL_PROPERTIES,
-                    additional_properties=False,
-                )
-            ),
-            secret=True,
-            description=(
-                "Several accounts in one run: a list of objects, each with app_id and exactly one "
-                "of app_secret, access_token, access_token_command. Each account is a partition "
-                "of every stream with its own bookmark. Excludes the top-level credentials."
-            ),
-        ),
-        th.Property(
-            "start_date",
-            th.DateType,
-            required=True,
-            description="First day to read (YYYY-MM-DD, China date). Data begins 2014-12-01.",
-        ),
-        th.Property(
-            "end_date",
-            th.DateType,
-            description=(
-                "Last day to read (YYYY-MM-DD). Default, and upper limit: the latest day WeChat "
-                "has published (yesterday in China after 08:00 there, else the day before)."
-            ),
-        ),
-        th.Property(
-            "lookback_days",
-            th.IntegerType,
-            default=3,
-            description=(
-                "How many days, up to and including the bookmark, a resumed run reads again "
-                "(WeChat may revise recent days). 0 resumes with the day after the bookmark."
-            ),
-        ),
-        th.Property(
-            "api_url",
-            th.StringType,
-            default=DEFAULT_API_URL,
-            description=(
-                "Base URL of WeChat's API: a backup or regional host (api2., sh.api., sz.api., "
-                "hk.api.weixin.qq.com), or a local server."
-            ),
-        ),
-        th.Property(
-            "max_concurrent_requests",
-            th.IntegerType,
-            default=4,
-            description=(
-                "Datacube requests in flight at once, per stream and account (1 = one at a time). "
-                "Records are emitted in day order either way."
-            ),
-        ),
-        th.Property(
-            "request_timeout",
-            th.NumberType,
-            default=30,
-            description="Seconds to wait for WeChat to connect or answer, per try.",
-        ),
-        th.Property(
-            "max_tries",
-            th.IntegerType,
-            default=5,
-            description=(
-                "Tries of one request on transient faults (errcode -1, HTTP 429/5xx, timeouts, "
-                "dropped connections, HTML instead of JSON), with exponential backoff and jitter."
-            ),
-        ),
-    ).to_dict()
+    config_jsonschema = CONFIG_SCHEMA
+    # No BATCH: bookmarks move per day, and the SDK would write STATE before the BATCH message
+    # that carries those days (see settings.py's batch_config check).
+    capabilities: t.ClassVar[list[t.Any]] = [
+        capability for capability in Tap.capabilities if capability != PluginCapabilities.BATCH
+    ]
 
     def __init__(self, **kwargs: t.Any) -> None:  # noqa: ANN401 - the SDK's Tap arguments
         """Make every log line of the run free of secrets before anything is logged."""
         install_log_redaction()
+        self._stop_signal: int | None = None
+        self._entries: list[AccountEntry] = []
         super().__init__(**kwargs)
 
     @override
@@ -183,20 +73,16 @@ class TapWeChatShare(Tap):
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        """Check the settings, beyond their JSON schema, before any API call.
+        """Check the settings and the accounts, beyond their JSON schema, before any API call.
 
-        Every problem is one line naming the setting and what to do.
+        Every problem is one line naming the setting (or the file's line) and what to do.
 
         Raises:
-            ConfigValidationError: If any setting is wrong and ``raise_errors`` is set.
+            ConfigValidationError: If anything is wrong and ``raise_errors`` is set.
         """
         for key in CREDENTIALS:
             register_secret(self.config.get(key))
-        for account in self.config.get("accounts") or []:
-            if isinstance(account, dict):
-                for key in CREDENTIALS:
-                    register_secret(account.get(key))
-        errors = settings_errors(self.config)
+        self._entries, errors = check_config(self.config, latest_published_day())
         if not errors:
             return super()._validate_config(raise_errors=raise_errors)
         if raise_errors:
@@ -206,41 +92,53 @@ class TapWeChatShare(Tap):
     @cached_property
     def client(self) -> WeChatClient:
         """The run's HTTP client, shared by every stream and token source."""
+        in_flight = int(self.config.get("max_concurrent_requests", DEFAULT_CONCURRENT_REQUESTS))
         return WeChatClient(
             self.config.get("api_url") or DEFAULT_API_URL,
             timeout=float(self.config.get("request_timeout", 30)),
             max_tries=int(self.config.get("max_tries", 5)),
-            pool_size=max(10, int(self.config.get("max_concurrent_requests", 4))),
+            pool_size=max(10, in_flight),
         )
 
     @cached_property
-    def accounts(self) -> list[Account]:
-        """The run's accounts, each with its token source (shared by all streams)."""
-        entries = self.config.get("accounts") or [self.config]
-        return [Account(entry["app_id"], self._token_provider(entry)) for entry in entries]
+    def run(self) -> Run:
+        """This run: its accounts (this shard's), days, look-ahead and STATE pacing."""
+        if not self._entries:
+            self._entries = read_entries(self.config)
+        accounts = make_accounts(self.config, self._entries, self.client)
+        if (count := int(self.config.get("shard_count", 1))) > 1:
+            self.logger.info(
+                "shard %d of %d: %d of %d account(s)",
+                int(self.config.get("shard_index", 0)),
+                count,
+                len(accounts),
+                len(self._entries),
+            )
+        first, last, latest = self._run_range()
+        run = Run(
+            client=self.client,
+            accounts=accounts,
+            first_day=first,
+            last_day=last,
+            latest=latest,
+            lookback_days=int(self.config.get("lookback_days", 3)),
+            state_interval=float(
+                self.config.get("state_message_interval", DEFAULT_STATE_MESSAGE_INTERVAL)
+            ),
+            all_app_ids=frozenset(entry.app_id for entry in self._entries),
+        )
+        run.lookahead = LookAhead(
+            self._plan(run),
+            self._fetch,
+            in_flight=int(self.config.get("max_concurrent_requests", DEFAULT_CONCURRENT_REQUESTS)),
+            group=lambda task: task.app_id,
+            skip=lambda app_id: bool(accounts[str(app_id)].failure),
+            stopping=lambda: self._stop_signal is not None,
+        )
+        return run
 
-    def account(self, app_id: str) -> Account:
-        """Return the account with ``app_id``.
-
-        Raises:
-            KeyError: If the state names an account that is not configured.
-        """
-        for account in self.accounts:
-            if account.app_id == app_id:
-                return account
-        raise KeyError(app_id)
-
-    def _token_provider(self, entry: Mapping[str, t.Any]) -> TokenProvider:
-        app_id = entry["app_id"]
-        if entry.get("app_secret"):
-            return StableTokenProvider(app_id, entry["app_secret"], self.client)
-        if entry.get("access_token"):
-            return ReadyTokenProvider(app_id, entry["access_token"])
-        return CommandTokenProvider(app_id, entry["access_token_command"])
-
-    @cached_property
-    def run_range(self) -> tuple[dt.date, dt.date]:
-        """The first and last day of this run, clamped to what WeChat has, with a warning."""
+    def _run_range(self) -> tuple[dt.date, dt.date, dt.date]:
+        """The first and last day of this run, clamped to what WeChat has, and the latest day."""
         start = dt.date.fromisoformat(self.config["start_date"])
         latest = latest_published_day()
         if start < FIRST_DATA_DAY:
@@ -262,135 +160,142 @@ class TapWeChatShare(Tap):
                     latest,
                 )
                 end = latest
-        return start, end
+        return start, end, latest
 
-    def record_failure(self, account: Account, stream: str, error: Exception) -> None:
-        """Mark ``account`` as failed (its other streams are skipped) and log why."""
-        account.failure = redact_text(str(error))
-        self.logger.error("%s failed in %s: %s", account.app_id, stream, account.failure)
-        if account.app_id not in account.failure:
-            account.failure = f"{account.app_id}: {account.failure}"
+    def _selected_streams(self) -> list[DatacubeStream]:
+        """The streams ``sync_all`` will read, in its order."""
+        return [
+            t.cast("DatacubeStream", stream)
+            for stream in self.streams.values()
+            if stream.selected and not stream.parent_stream_type
+        ]
 
-    def failed_accounts(self) -> list[Account]:
-        """The accounts that failed in this run."""
-        return [account for account in self.accounts if account.failure]
+    def _plan(self, run: Run) -> Iterator[Task]:
+        """Every request of the run, in the order the streams will take their results.
+
+        Runs lazily on the main thread (it reads the SDK's state), a little ahead of the reader.
+        """
+        for stream in self._selected_streams():
+            for app_id, account in run.accounts.items():
+                if account.failure:
+                    continue
+                try:
+                    windows = stream.read_plan(app_id)
+                except Exception:  # noqa: BLE001 - the stream reports it when it gets there
+                    windows = []
+                for window in windows:
+                    yield Task(stream.name, app_id, window)
+
+    def _fetch(self, task: Task) -> WindowResult:
+        return t.cast("DatacubeStream", self.streams[task.stream]).fetch(task)
+
+    @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """Ask the run to stop at the next safe point; a second signal ends it at once.
+
+        Nothing is written here: a signal can arrive in the middle of a write to stdout, and
+        the SDK's own handler (which writes STATE and exits from here) can then cut a message
+        in two. The run notices the request where it waits for WeChat, between windows.
+        """
+        del frame
+        if self._stop_signal is not None:
+            os._exit(128 + signum)
+        self._stop_signal = signum
 
     def sync_all(self) -> None:  # type: ignore[misc]
-        """Sync every stream of every account, then end non-zero naming each account that failed.
+        """Sync every stream of every account; end non-zero naming each account that failed.
 
-        An account that fails does not stop the others (they are read and their state written);
-        the SDK's ``sync_all`` is otherwise unchanged. Overridden, though the SDK marks it final,
-        because a failed account must still turn into a non-zero exit and a summary at the very
-        end of the log.
+        The SDK's ``sync_all``, with what happens around it: old state shapes taken in before
+        it starts, and after it (or when it is stopped by a signal or a target that stopped
+        reading) the failed accounts named at the very end of the log and the exit code set.
+        Overridden, though the SDK marks it final, because a failed account or a stop must turn
+        into a non-zero exit and a summary at the very end.
         """
-        super().sync_all()
-        if failed := self.failed_accounts():
-            self.logger.error(
-                "%d of %d account(s) failed; the others were read and their state written:",
-                len(failed),
-                len(self.accounts),
+        run = self.run
+        for stream in self._selected_streams():
+            take_in_old_shapes(
+                stream.stream_state, stream.name, list(run.accounts), run.all_app_ids, self.logger
             )
-            for account in failed:
-                self.logger.error("  %s", account.failure)
+        try:
+            super().sync_all()
+        except Stopping:
+            self._end_stopped(run)
+        except OutputClosedError:
+            self._end_output_closed()
+        finally:
+            if run.lookahead:
+                run.lookahead.close()
+        if self._stop_signal is not None:
+            self._end_stopped(run)
+        if self._summarise(run):
             sys.exit(1)
 
+    def _summarise(self, run: Run) -> int:
+        if not (failed := run.failed()):
+            return 0
+        if len(run.accounts) == 1:
+            self.logger.error("The account failed: %s", failed[0].failure)
+            return 1
+        self.logger.error(
+            "%d of %d accounts failed; the others were read and their state written:",
+            len(failed),
+            len(run.accounts),
+        )
+        for account in failed:
+            self.logger.error("  %s", account.failure)
+        return 1
 
-def _is_date(value: object) -> bool:
-    if not isinstance(value, str) or len(value) != 10:  # noqa: PLR2004
-        return False
+    def _end_stopped(self, run: Run) -> t.NoReturn:
+        signum = self._stop_signal or signal.SIGTERM
+        try:
+            self._state_writer.write_state(self.state)
+        except OutputClosedError:
+            self._end_output_closed()
+        self._summarise(run)
+        self.logger.error(
+            "Stopped by %s: the last STATE names only days read completely; run again to resume",
+            signal.Signals(signum).name,
+        )
+        code = 128 + signum
+        if run.lookahead:
+            run.lookahead.close()
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            while run.lookahead.busy() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if run.lookahead.busy():
+                # A request still hangs; its answer would be discarded anyway. Everything the
+                # run owes its reader is written: leave without waiting for it.
+                sys.stdout.flush()
+                logging.shutdown()
+                os._exit(code)
+        raise SystemExit(code)
+
+    def _end_output_closed(self) -> t.NoReturn:
+        self.logger.error(
+            "The target stopped reading the tap's output (its stdin closed): stopping. Its last "
+            "STATE says what it loaded; see the target's own log for why it stopped"
+        )
+        # Nothing more can reach the reader: send what Python would still flush to nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise SystemExit(1)
+
+
+def check_config(
+    config: Mapping[str, t.Any], latest: dt.date | None = None
+) -> tuple[list[AccountEntry], list[str]]:
+    """Check the accounts and every other setting; return the accounts and one line per problem.
+
+    Args:
+        config: The settings.
+        latest: The latest day WeChat has published (a later start_date is refused).
+
+    Returns:
+        The accounts the settings give (all shards; empty if they are wrong), and the problems.
+    """
     try:
-        dt.date.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _credential_errors(entry: Mapping[str, t.Any], where: str) -> list[str]:
-    given = [key for key in CREDENTIALS if entry.get(key)]
-    if len(given) == 1:
-        return []
-    if not given:
-        return [
-            (
-                f"{where}: give one of app_secret, access_token or access_token_command "
-                "(the account's credentials)"
-            )
-        ]
-    return [f"{where}: give only one of {', '.join(given)}, not several"]
-
-
-def settings_errors(config: Mapping[str, t.Any]) -> list[str]:  # noqa: C901, PLR0912
-    """Return one line per wrong setting, naming it and what to do (empty if all is well)."""
-    errors: list[str] = []
-    accounts = config.get("accounts")
-    if accounts:
-        if not isinstance(accounts, list):
-            errors.append("accounts: must be a list of {app_id, app_secret|access_token|...}")
-            accounts = []
-        top_level = [key for key in ("app_id", *CREDENTIALS) if config.get(key)]
-        if top_level:
-            errors.append(
-                f"accounts is given, so {', '.join(top_level)} must not be: put each account's "
-                "app_id and credentials inside accounts"
-            )
-        seen: set[str] = set()
-        for index, entry in enumerate(accounts):
-            where = f"accounts[{index}]"
-            if not isinstance(entry, dict) or not entry.get("app_id"):
-                errors.append(f"{where}: needs an app_id")
-                continue
-            if entry["app_id"] in seen:
-                errors.append(f"{where}: app_id {entry['app_id']} is listed twice")
-            seen.add(entry["app_id"])
-            errors.extend(_credential_errors(entry, f"{where} ({entry['app_id']})"))
-    elif not config.get("app_id"):
-        errors.append("app_id: required (the Official Account's AppID), or give accounts")
-    else:
-        errors.extend(_credential_errors(config, "app_id " + str(config["app_id"])))
-
-    start, end = config.get("start_date"), config.get("end_date")
-    if not start:
-        errors.append("start_date: required, the first day to read as YYYY-MM-DD")
-    elif not _is_date(start):
-        errors.append(f"start_date: {start!r} is not a date; write it as YYYY-MM-DD")
-    if end is not None and not _is_date(end):
-        errors.append(f"end_date: {end!r} is not a date; write it as YYYY-MM-DD, or leave it out")
-    if (
-        isinstance(start, str)
-        and isinstance(end, str)
-        and _is_date(start)
-        and _is_date(end)
-        and start > end
-    ):
-        errors.append(f"start_date {start} is after end_date {end}; swap or correct them")
-
-    def integer(name: str, low: int, high: int | None = None) -> None:
-        value = config.get(name)
-        if value is None:
-            return
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or value < low
-            or (high is not None and value > high)
-        ):
-            bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
-            errors.append(f"{name}: {value!r} is not allowed; give a whole number {bound}")
-
-    integer("lookback_days", 0)
-    integer("max_concurrent_requests", 1, MAX_CONCURRENT_REQUESTS)
-    integer("max_tries", 1)
-    timeout = config.get("request_timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
-        errors.append(f"request_timeout: {timeout!r} is not allowed; give seconds above 0")
-    api_url = config.get("api_url")
-    if api_url is not None:
-        parsed = urlparse(str(api_url))
-        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
-            errors.append(f"api_url: {api_url!r} is not an http(s) URL; e.g. {DEFAULT_API_URL}")
-    return errors
-
-
-__all__ = ["Account", "TapWeChatShare", "settings_errors"]
+        entries = read_entries(config)
+    except AccountsError as exc:
+        return [], exc.errors + settings_errors(config, latest)
+    return entries, settings_errors(config, latest)

@@ -75,7 +75,7 @@ def test_four_accounts_three_load_one_fails_named_at_the_end_then_each_resumes(
     assert not [r for r in out.records() if r["app_id"] == D]
     assert bookmark(out.final_state, "share_hour", D) is None
     last_lines = out.stderr.strip().splitlines()[-2:]
-    assert "1 of 4 account(s) failed" in last_lines[0]
+    assert "1 of 4 accounts failed" in last_lines[0]
     assert D in last_lines[1]
     assert "errcode 40125" in last_lines[1]
     # One token call per account (A, D directly; C through its command), none for B.
@@ -192,5 +192,5 @@ def test_top_level_credentials_with_accounts_are_refused(
     }
     out = run_tap(config, tmp_path)
     assert out.exit_code == 1
-    assert "accounts is given, so app_id, access_token_command must not be" in out.stderr
+    assert "accounts is given, so app_id must not be" in out.stderr
     assert emu4.calls == []

@@ -190,7 +190,12 @@ def test_killed_run_resumed_from_its_last_state_loses_no_row(
     emulator: WeChatEmulator, config: dict[str, t.Any], tmp_path: Path, states_before_kill: int
 ) -> None:
     emulator.latency = 0.05
-    config |= {"start_date": "2026-10-01", "end_date": "2026-10-20", "lookback_days": 0}
+    config |= {
+        "start_date": "2026-10-01",
+        "end_date": "2026-10-20",
+        "lookback_days": 0,
+        "state_message_interval": 0,  # a STATE after every window: kills fall between them
+    }
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(config))
     process = subprocess.Popen(

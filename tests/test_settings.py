@@ -6,13 +6,17 @@ import typing as t
 
 import pytest
 
-from tap_wechat_share.tap import TapWeChatShare, settings_errors
+from tap_wechat_share.tap import TapWeChatShare, check_config
 from tests.conftest import APP_ID, APP_SECRET, bookmark, run_tap, sync
 
 if t.TYPE_CHECKING:
     from pathlib import Path
 
     from tests.emulator import WeChatEmulator
+
+def settings_errors(config: dict[str, t.Any]) -> list[str]:
+    return check_config(config)[1]
+
 
 GOOD: dict[str, t.Any] = {"app_id": "wx1", "app_secret": "s" * 16, "start_date": "2024-05-01"}
 
@@ -124,7 +128,7 @@ def test_settings_come_from_environment_variables(
     monkeypatch.setenv("TAP_WECHAT_SHARE_API_URL", emulator.url)
     tap = TapWeChatShare(config=None, parse_env_config=True, validate_config=True)
     assert tap.config["app_id"] == APP_ID
-    assert tap.run_range[1].isoformat() == "2026-11-02"
+    assert tap.run.last_day.isoformat() == "2026-11-02"
     out = run_tap({}, tmp_path, extra_args=("--config=ENV",))
     assert out.exit_code == 0, out.stderr
     assert {r["ref_date"] for r in out.records("share_hour")} <= {"2026-11-01", "2026-11-02"}

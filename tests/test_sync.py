@@ -83,10 +83,10 @@ def test_share_day_reads_17_days_in_three_calls(
     assert len(emulator.calls_to(STABLE)) == 1  # one token for both streams
 
 
-def test_a_state_message_follows_every_completed_day_naming_only_complete_days(
+def test_with_interval_0_a_state_message_follows_every_completed_day_naming_only_complete_days(
     config: dict[str, t.Any],
 ) -> None:
-    out = sync(config | {"max_concurrent_requests": 3})
+    out = sync(config | {"max_concurrent_requests": 3, "state_message_interval": 0})
     seen_dates: list[str] = []
     marks: list[str] = []
     for message in out.messages:
