@@ -14,14 +14,17 @@ after every message, one system call each. This writer writes the same text, mor
   What the standard library would write differently from the SDK (a Decimal, NaN or infinity;
   never in this tap's records) goes to the SDK's serializer. Records are written to stdout
   together, in one write, before the next other message (a window's records before its STATE),
-  every 64 KiB, and at exit; stdout is flushed after every other message, as before. So a record
-  reaches the target at the latest with the STATE message that follows it, and the cost of a
-  system call per record (and, with requests in flight, of handing the GIL to another thread at
-  each one) is gone, even when ``PYTHONUNBUFFERED`` is set, as many container images do.
+  every 64 KiB, and at exit. So a record reaches the target at the latest with the STATE
+  message that follows it, and the cost of a system call per record (and, with requests in
+  flight, of handing the GIL to another thread at each one) is gone, even when
+  ``PYTHONUNBUFFERED`` is set, as many container images do.
+- Every message reaches stdout whole: lines are written with ``os.write`` until all of them is
+  written (see ``_emit``), never twice (the held lines are let go of before the write), and a
+  reader that closed stdout ends the run (:class:`OutputClosedError`) instead of a traceback.
 - STATE: the SDK's serializer, without the deep copy of the state that ``StateMessage.to_dict``
   makes (``dataclasses.asdict``) only to encode it.
 
-Every other message is written by the SDK's code, unchanged.
+Every other message is serialized by the SDK's code, unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import os
 import sys
 import typing as t
 import weakref
@@ -135,7 +139,7 @@ class RecordWriter(SimpleSingerWriter):
                     self.write_records()
             else:
                 self.write_records()
-                super().write_message(message)
+                _emit(self.format_message(message) + "\n")
         except (BrokenPipeError, ValueError) as exc:
             # ValueError: stdout was closed in this process (writing to a closed file).
             self._pending.clear()
@@ -156,7 +160,29 @@ def _write_lines(lines: list[str]) -> None:
     if lines:
         text = "".join(lines)
         lines.clear()
-        sys.stdout.write(text)
+        _emit(text)
+
+
+def _emit(text: str) -> None:
+    """Write ``text`` to stdout whole, even when a signal interrupts the write.
+
+    Not through ``sys.stdout.write``: when a signal arrives while a large write to a full pipe
+    is blocked, CPython's text stream (3.11) drops the part of the text the interrupted
+    system call did not write, and the reader gets half a message followed by the next one.
+    ``os.write`` reports how much it wrote, so the rest is written after it. What was written
+    through ``sys.stdout`` before (by print or the SDK) is flushed first, to keep the order.
+    """
+    stream = sys.stdout
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (tests capture into memory)
+        stream.write(text)
+        stream.flush()
+        return
+    stream.flush()
+    view = memoryview(text.encode("utf-8"))
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _write_at_exit(lines: list[str]) -> None:

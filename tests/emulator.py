@@ -76,7 +76,7 @@ TOKEN_EXPIRES_IN = 7200
 # Faults that change how a call is answered (checked when the call arrives).
 _ANSWER_FAULTS = frozenset({"errcode", "http", "html", "reset", "rotate", "no_list"})
 # Faults that alter the rows of an otherwise successful datacube answer.
-_DATA_FAULTS = frozenset({"stray", "duplicate", "bad_hour", "negative", "missing_key"})
+_DATA_FAULTS = frozenset({"stray", "duplicate", "bad_hour", "negative", "missing_key", "odd_value"})
 FAULT_KINDS = frozenset({"delay"} | _ANSWER_FAULTS | _DATA_FAULTS)
 
 Row = dict[str, int | str]
@@ -144,6 +144,7 @@ class Fault:
         errmsg: The errmsg answered by an ``errcode`` fault.
         status: The HTTP status answered by an ``http`` fault.
         delay: Seconds a ``delay`` fault waits before answering normally.
+        value: The ``share_count`` of the row an ``odd_value`` fault appends (any JSON value).
     """
 
     kind: str
@@ -155,6 +156,7 @@ class Fault:
     errmsg: str = "system error"
     status: int = 502
     delay: float = 0.0
+    value: object = None
 
     def __post_init__(self) -> None:
         """Reject unknown kinds and meaningless counts."""
@@ -728,7 +730,7 @@ class WeChatEmulator:
         outcome = "ok"
         fault = self._take_fault(_DATA_FAULTS, call)
         if fault is not None:
-            _spoil(fault.kind, rows, begin, hourly=hourly)
+            _spoil(fault.kind, rows, begin, hourly=hourly, value=fault.value)
             outcome = f"ok {fault.kind}"
         return _json_answer({"list": rows}, outcome)
 
@@ -746,13 +748,13 @@ def _stray_rows(begin: dt.date, *, hourly: bool) -> list[Row]:
     return rows
 
 
-def _spoil(kind: str, rows: list[Row], begin: dt.date, *, hourly: bool) -> None:
+def _spoil(kind: str, rows: list[Row], begin: dt.date, *, hourly: bool, value: object) -> None:
     """Alter ``rows`` in place as data fault ``kind`` says.
 
     ``stray`` puts its two rows first; the other kinds append at the end: ``duplicate`` a copy of
     the first row (nothing if there is none), ``bad_hour`` a row with ``ref_hour`` 1250 (daily
     rows too), ``negative`` a row with ``share_count`` -3, ``missing_key`` a row without
-    ``share_scene``.
+    ``share_scene``, ``odd_value`` a row whose ``share_count`` is the fault's ``value``.
     """
     iso = begin.isoformat()
     hour: Row = {"ref_hour": 0} if hourly else {}
@@ -770,6 +772,9 @@ def _spoil(kind: str, rows: list[Row], begin: dt.date, *, hourly: bool) -> None:
         )
     elif kind == "missing_key":
         rows.append({"ref_date": iso, **hour, "share_count": 5, "share_user": 2})
+    elif kind == "odd_value":
+        odd: dict[str, object] = {"ref_date": iso, **hour, "share_scene": 1, "share_user": 1}
+        rows.append(cast("Row", odd | {"share_count": value}))
 
 
 class _Server(ThreadingHTTPServer):

@@ -14,6 +14,7 @@ if t.TYPE_CHECKING:
 
     from tests.emulator import WeChatEmulator
 
+
 def settings_errors(config: dict[str, t.Any]) -> list[str]:
     return check_config(config)[1]
 
