@@ -1,0 +1,297 @@
+"""Odd input: odd values in rows, hand-edited states, BATCH, a start after the latest day.
+
+Each odd thing either stops only what it concerns, with one line saying what to do, or is used
+as the user meant it; nothing silently re-reads years of data or skips days for ever.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import subprocess
+import typing as t
+
+import pytest
+
+from tap_wechat_share import tap as tap_module
+from tests.conftest import (
+    APP_ID,
+    APP_ID_2,
+    APP_SECRET,
+    APP_SECRET_2,
+    TAP_EXECUTABLE,
+    bookmark,
+    daily_rows,
+    hourly_rows,
+    run_tap,
+    sync,
+)
+from tests.emulator import Fault, WeChatEmulator
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+HOURLY = "/datacube/getusersharehour"
+DAILY = "/datacube/getusershare"
+
+
+def two_accounts(emulator: WeChatEmulator) -> dict[str, t.Any]:
+    return {
+        "accounts": [
+            {"app_id": APP_ID, "app_secret": APP_SECRET},
+            {"app_id": APP_ID_2, "app_secret": APP_SECRET_2},
+        ],
+        "start_date": "2026-11-01",
+        "end_date": "2026-11-06",
+        "api_url": emulator.url,
+        "max_tries": 2,
+    }
+
+
+@pytest.mark.parametrize("value", ["--5", "²", "1e3", " ", "12.5", [], {"n": 1}, 1.5, True])
+def test_an_odd_value_stops_only_its_account_with_one_line(
+    emulator: WeChatEmulator, tmp_path: Path, value: object
+) -> None:
+    emulator.add_fault(
+        Fault("odd_value", path=HOURLY, app_id=APP_ID, day="2026-11-03", value=value)
+    )
+    out = run_tap(two_accounts(emulator), tmp_path)
+    assert out.exit_code == 1
+    assert "Traceback" not in out.stderr
+    # The other account is read exactly; the odd one up to the day before the odd row.
+    got = [r for r in out.records("share_hour") if r["app_id"] == APP_ID_2]
+    assert got == hourly_rows(emulator, "2026-11-01", "2026-11-06", APP_ID_2)
+    assert bookmark(out.final_state, "share_hour", APP_ID) == "2026-11-02"
+    last = out.stderr.strip().splitlines()[-1]
+    assert f"  {APP_ID} share_hour 2026-11-03: a row has share_count=" in last
+    assert "not an integer" in last
+
+
+def test_digit_strings_are_read_as_integers(
+    emulator: WeChatEmulator, config: dict[str, t.Any]
+) -> None:
+    emulator.add_fault(Fault("odd_value", path=HOURLY, day="2026-11-03", value=" 12 "))
+    out = sync(config)
+    assert out.exit_code == 0
+    odd = [r for r in out.records("share_hour") if r["share_count"] == 12 and r["ref_hour"] == 0]
+    assert [r["ref_date"] for r in odd if r["share_user"] == 1] == ["2026-11-03"]
+
+
+def test_an_unexpected_error_in_one_account_stops_only_that_account(
+    emulator: WeChatEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tap_wechat_share import streams  # noqa: PLC0415
+
+    original = streams.DatacubeStream.parse_rows
+
+    def parse_rows(self: streams.DatacubeStream, body: dict[str, t.Any], *args: t.Any) -> t.Any:
+        if args[1] == APP_ID:
+            raise ZeroDivisionError("a bug")
+        return original(self, body, *args)
+
+    monkeypatch.setattr(streams.DatacubeStream, "parse_rows", parse_rows)
+    out = sync(two_accounts(emulator))
+    assert out.exit_code == 1
+    assert not [r for r in out.records() if r["app_id"] == APP_ID]
+    assert [r for r in out.records("share_day") if r["app_id"] == APP_ID_2] == daily_rows(
+        emulator, "2026-11-01", "2026-11-06", APP_ID_2
+    )
+
+
+# States as people write them ------------------------------------------------------------------
+
+
+def stream_level(value: str, key: str | None = "ref_date") -> dict[str, t.Any]:
+    entry: dict[str, t.Any] = {"replication_key_value": value}
+    if key is not None:
+        entry["replication_key"] = key
+    return {"bookmarks": {"share_hour": entry, "share_day": dict(entry)}}
+
+
+def partitioned(
+    value: object, context: dict[str, t.Any] | None = None, **extra: t.Any
+) -> dict[str, t.Any]:
+    partition = {"context": context or {"app_id": APP_ID}, "replication_key_value": value, **extra}
+    return {
+        "bookmarks": {
+            "share_hour": {"partitions": [partition]},
+            "share_day": {"partitions": [copy.deepcopy(partition)]},
+        }
+    }
+
+
+def first_hourly_day(emulator: WeChatEmulator) -> str | None:
+    return min((c.begin_date or "" for c in emulator.calls_to(HOURLY)), default=None)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        stream_level("2026-11-04"),
+        stream_level("2026-11-04", key=None),
+        partitioned("2026-11-04"),
+        partitioned("2026-11-04", replication_key=None),
+        partitioned("2026-11-04", replication_key="something_else"),
+        partitioned("2026-11-04", context={"app_id": APP_ID, "extra": 1}),
+    ],
+    ids=[
+        "stream-level",
+        "stream-level-no-key",
+        "partition",
+        "null-key",
+        "other-key",
+        "extra-context",
+    ],
+)
+def test_a_state_in_another_shape_is_used_for_the_one_account(
+    emulator: WeChatEmulator, config: dict[str, t.Any], state: dict[str, t.Any]
+) -> None:
+    out = sync(config | {"lookback_days": 1}, state)
+    assert out.exit_code == 0
+    assert first_hourly_day(emulator) == "2026-11-04"
+    assert bookmark(out.final_state, "share_hour") == "2026-11-10"
+    # Written back in the tap's own shape.
+    partitions = out.final_state["bookmarks"]["share_hour"]["partitions"]
+    assert [
+        (p["context"], p["replication_key"], p["replication_key_value"]) for p in partitions
+    ] == [({"app_id": APP_ID}, "ref_date", "2026-11-10")]
+    assert "replication_key_value" not in out.final_state["bookmarks"]["share_hour"]
+
+
+def test_a_stream_level_bookmark_with_several_accounts_is_named_in_a_warning(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    out = run_tap(two_accounts(emulator), tmp_path, stream_level("2026-11-04"))
+    assert out.exit_code == 0
+    assert (
+        "share_hour: the state has a stream-level bookmark (2026-11-04) but this run reads 2"
+        in out.stderr
+    )
+    assert "read from start_date" in out.stderr
+    assert first_hourly_day(emulator) == "2026-11-01"
+
+
+def test_bookmarks_of_unknown_contexts_are_named_when_accounts_have_none(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    state = partitioned("2026-11-04", context={"app_id": APP_ID.upper()})
+    out = run_tap(two_accounts(emulator) | {"end_date": "2026-11-02"}, tmp_path, state)
+    assert out.exit_code == 0
+    warning = next(
+        line for line in out.stderr.splitlines() if "share_hour: 2 account(s) have no" in line
+    )
+    assert f"{APP_ID}, {APP_ID_2}" in warning
+    assert json.dumps({"app_id": APP_ID.upper()}) in warning
+    # Kept as it was: it may be another shard's.
+    assert {"app_id": APP_ID.upper()} in [
+        p["context"] for p in out.final_state["bookmarks"]["share_hour"]["partitions"]
+    ]
+
+
+def test_other_shards_bookmarks_pass_through_without_a_warning(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    config = two_accounts(emulator) | {"end_date": "2026-11-02", "shard_count": 2}
+    from tap_wechat_share.accounts import shard_of  # noqa: PLC0415
+
+    index = shard_of(APP_ID, 2)
+    other = APP_ID_2 if shard_of(APP_ID_2, 2) != index else None
+    out = run_tap(
+        config | {"shard_index": index}, tmp_path, partitioned("2026-11-01", {"app_id": APP_ID_2})
+    )
+    assert out.exit_code == 0
+    assert "have no bookmark" not in out.stderr
+    if other:
+        assert not [r for r in out.records() if r["app_id"] == APP_ID_2]
+        assert bookmark(out.final_state, "share_hour", APP_ID_2) == "2026-11-01"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("2026-11-20garbage", '"2026-11-20garbage"'),
+        (20261120, "20261120"),
+        ("2026-11-2", '"2026-11-2"'),
+        ("\uff12\uff10\uff12\uff16-11-20", '"\\uff12\\uff10\\uff12\\uff16-11-20"'),
+    ],
+)
+def test_a_bookmark_that_is_not_a_date_stops_its_account_saying_what_to_do(
+    emulator: WeChatEmulator, tmp_path: Path, value: object, shown: str
+) -> None:
+    out = run_tap(two_accounts(emulator), tmp_path, partitioned(value))
+    assert out.exit_code == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert (
+        f"the state's bookmark for share_day {APP_ID} is {shown}, not a date written YYYY-MM-DD; "
+        "correct it or remove that partition from the state"
+    ) in last
+    assert not [r for r in out.records() if r["app_id"] == APP_ID]
+    assert [r for r in out.records("share_hour") if r["app_id"] == APP_ID_2] == hourly_rows(
+        emulator, "2026-11-01", "2026-11-06", APP_ID_2
+    )
+
+
+def test_a_bookmark_after_the_latest_published_day_stops_its_account(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    out = run_tap(two_accounts(emulator), tmp_path, partitioned("2099-01-01"))
+    assert out.exit_code == 1
+    assert (
+        f"the state's bookmark for share_day {APP_ID} is 2099-01-01, later than the latest day "
+        "WeChat has published"
+    ) in out.stderr
+    assert not [r for r in out.records() if r["app_id"] == APP_ID]
+
+
+# Settings ---------------------------------------------------------------------------------------
+
+
+def test_batch_config_is_refused_in_one_line_and_batch_not_advertised(
+    config: dict[str, t.Any], tmp_path: Path, emulator: WeChatEmulator
+) -> None:
+    batch = {"encoding": {"format": "jsonl"}, "storage": {"root": f"file://{tmp_path}"}}
+    out = run_tap(config | {"batch_config": batch}, tmp_path)
+    assert out.exit_code == 1
+    assert "batch_config: this tap does not write BATCH messages" in out.stderr
+    assert emulator.calls == []
+    about = subprocess.run(
+        [TAP_EXECUTABLE, "--about", "--format=json"], capture_output=True, check=True, text=True
+    )
+    assert "batch" not in json.loads(about.stdout)["capabilities"]
+    assert "stream-maps" in json.loads(about.stdout)["capabilities"]
+
+
+def test_a_start_date_after_the_latest_published_day_is_refused_before_any_call(
+    config: dict[str, t.Any], tmp_path: Path, emulator: WeChatEmulator
+) -> None:
+    out = run_tap(config | {"start_date": "2099-01-01", "end_date": None}, tmp_path)
+    assert out.exit_code == 1
+    assert "start_date 2099-01-01 is after the latest day WeChat has published" in out.stderr
+    assert emulator.calls == []
+
+
+# The latest published day, empty at 08:00:01 -----------------------------------------------------
+
+
+def test_an_empty_latest_published_day_is_asked_again_by_the_next_run(
+    emulator: WeChatEmulator, config: dict[str, t.Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A published day whose answer is empty, taken as "the latest published day".
+    latest = dt.date(2026, 11, 10)
+    while emulator.hourly_rows(APP_ID, latest) or not emulator.hourly_rows(
+        APP_ID, latest - dt.timedelta(days=1)
+    ):
+        latest -= dt.timedelta(days=1)
+    monkeypatch.setattr(tap_module, "latest_published_day", lambda: latest)
+    start = (latest - dt.timedelta(days=3)).isoformat()
+    config |= {"start_date": start, "end_date": None, "lookback_days": 0}
+    first = sync({k: v for k, v in config.items() if v is not None})
+    before = (latest - dt.timedelta(days=1)).isoformat()
+    assert bookmark(first.final_state, "share_hour") == before
+    assert bookmark(first.final_state, "share_day") == before
+    emulator.reset_calls()
+    again = sync({k: v for k, v in config.items() if v is not None}, first.final_state)
+    assert [c.begin_date for c in emulator.calls_to(HOURLY)] == [latest.isoformat()]
+    assert bookmark(again.final_state, "share_hour") == before
+    # A day with rows counts as read as usual: the day before it was bookmarked above.
