@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import typing as t
+from decimal import Decimal
 from urllib.parse import urlparse
 
 from singer_sdk import typing as th
@@ -256,7 +257,8 @@ def settings_errors(  # noqa: C901
         value = config.get(name)
         if value is None:
             return
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        # A JSON config file gives fractions as Decimal (the SDK parses it so).
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal) or value < 0:
             value_ok = False
         else:
             value_ok = value > 0 or zero

@@ -213,9 +213,10 @@ class TapWeChatShare(Tap):
         """
         run = self.run
         for stream in self._selected_streams():
-            take_in_old_shapes(
-                stream.stream_state, stream.name, list(run.accounts), run.all_app_ids, self.logger
-            )
+            if isinstance(stream_state := self.state.get("bookmarks", {}).get(stream.name), dict):
+                take_in_old_shapes(
+                    stream_state, stream.name, list(run.accounts), run.all_app_ids, self.logger
+                )
         try:
             super().sync_all()
         except Stopping:

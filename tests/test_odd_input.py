@@ -295,3 +295,15 @@ def test_an_empty_latest_published_day_is_asked_again_by_the_next_run(
     assert [c.begin_date for c in emulator.calls_to(HOURLY)] == [latest.isoformat()]
     assert bookmark(again.final_state, "share_hour") == before
     # A day with rows counts as read as usual: the day before it was bookmarked above.
+
+
+def test_fractional_seconds_in_a_json_config_file_are_accepted(
+    config: dict[str, t.Any], tmp_path: Path
+) -> None:
+    # The SDK reads a config file's fractions as Decimal: they are seconds all the same.
+    out = run_tap(
+        config | {"end_date": "2026-11-02", "request_timeout": 2.5, "state_message_interval": 0.5},
+        tmp_path,
+    )
+    assert out.exit_code == 0, out.stderr
+    assert out.records("share_hour")
