@@ -224,6 +224,13 @@ class WeChatClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "tap-wechat-share"
+        # What requests would read from the environment on every request (proxies, CA bundle;
+        # a ~/.netrc lookup, meaningless here: the token travels in the query), read once: at
+        # thousands of requests a run it was a tenth of the tap's CPU time.
+        settings = self.session.merge_environment_settings(self.api_url, {}, None, None, None)
+        self.session.proxies.update(settings["proxies"])
+        self.session.verify = settings["verify"]
+        self.session.trust_env = False
         self._post_with_backoff = backoff.on_exception(
             backoff.expo,
             RetriableError,
