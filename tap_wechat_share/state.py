@@ -93,7 +93,8 @@ class IndexedStateManager(StreamStateManager):
 
     def find_context_state(self, context: types.Context) -> dict[str, t.Any] | None:
         """Return ``context``'s partition state if the state has one, creating nothing."""
-        partitions = self.stream_state.get("partitions")
+        stream_state = self.tap_state.get("bookmarks", {}).get(self.stream_name)
+        partitions = stream_state.get("partitions") if isinstance(stream_state, dict) else None
         if not isinstance(partitions, list):
             return None
         key = _key(self.get_state_partition_context(context))

@@ -37,6 +37,7 @@ if t.TYPE_CHECKING:
     from collections.abc import Generator, Iterable
 
     from singer_sdk.helpers.types import Context, Record
+    from singer_sdk.singerlib import Catalog
 
     from tap_wechat_share.accounts import Account
 
@@ -163,9 +164,26 @@ class DatacubeStream(Stream):
         return set()
 
     _time_extracted: dt.datetime | None = None
-    """When the window whose records are being emitted was handed over (see ``_read_account``)."""
+    """When the window whose records are being emitted was handed over (see ``get_records``)."""
     _checked_mask: object = None
-    _deselects_properties = False
+    _sdk_path = False
+
+    def apply_catalog(self, catalog: Catalog) -> None:
+        """Apply a catalog as the SDK does, except what would make the tap wrong.
+
+        - The bookmark's key is ``ref_date`` whatever the catalog says: a catalog without a
+          replication key would otherwise make the SDK read the stream FULL_TABLE and write a
+          null key into the state (and the next run would read everything again).
+          ``replication-method: FULL_TABLE`` in the catalog is honoured: the stream is read
+          from ``start_date``, ignoring bookmarks (with ACTIVATE_VERSION messages if asked).
+        - A catalog schema without some of the stream's properties: records then carry exactly
+          the catalog's properties, conformed by the SDK at ``ROOT_ONLY`` (at ``NONE`` it would
+          pass them through).
+        """
+        super().apply_catalog(catalog)
+        self.replication_key = REPLICATION_KEY
+        if set(self.effective_schema.get("properties", {})) != set(self.schema["properties"]):
+            self.TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.ROOT_ONLY
 
     def _generate_record_messages(self, record: Record) -> Generator[RecordMessage, None, None]:
         """Make a record's RECORD message(s), as the SDK does with per-record work done once.
@@ -173,9 +191,9 @@ class DatacubeStream(Stream):
         Per record, the SDK (0.54) removes deselected properties, conforms types, applies the
         stream maps, and stamps ``time_extracted`` with the clock. Here:
 
-        - a catalog that deselects properties gets the SDK's code unchanged; otherwise there is
-          nothing to remove (decided once per selection mask, from the schema's properties,
-          which are every record's keys);
+        - a catalog that deselects properties or drops them from the schema gets the SDK's code
+          unchanged; otherwise there is nothing to remove (decided once per selection mask,
+          from the schema's properties, which are every record's keys);
         - conforming is a no-op at ``TypeConformanceLevel.NONE`` (records are built from checked
           values of the schema's types in ``parse_rows``): skipped;
         - the stream maps apply as in the SDK;
@@ -186,10 +204,10 @@ class DatacubeStream(Stream):
         mask = self.mask
         if mask is not self._checked_mask:
             self._checked_mask = mask
-            self._deselects_properties = not all(
+            self._sdk_path = self.TYPE_CONFORMANCE_LEVEL != TypeConformanceLevel.NONE or not all(
                 mask[("properties", name)] for name in self.schema["properties"]
             )
-        if self._deselects_properties:
+        if self._sdk_path:
             yield from super()._generate_record_messages(record)
             return
         extracted = self._time_extracted or dt.datetime.now(dt.timezone.utc)
