@@ -66,6 +66,31 @@ class TapWeChatShare(Tap):
         self._entries: list[AccountEntry] = []
         super().__init__(**kwargs)
 
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: t.Any = None,  # noqa: ANN401 - the SDK's _ConfigInput
+        state: t.IO[str] | None = None,
+        catalog: t.IO[str] | None = None,
+    ) -> None:
+        """Run the tap from the command line; wrong settings end it with their reasons last.
+
+        The SDK logs the reasons, then "Config validation failed"; tools that show only the last
+        line of the output (``meltano config test``) then hide why. Here each reason is a line of
+        its own, the last lines of the log, and the exit code is 1.
+        """
+        try:
+            super().invoke(
+                about=about, about_format=about_format, config=config, state=state, catalog=catalog
+            )
+        except ConfigValidationError as exc:
+            for error in exc.errors or [str(exc)]:
+                cls.logger.error("%s", error)  # noqa: TRY400 - no traceback: one line each
+            sys.exit(1)
+
     @override
     def discover_streams(self) -> list[DatacubeStream]:
         """Return the streams: ``share_hour`` and ``share_day``."""

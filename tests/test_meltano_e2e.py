@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.emulator import WeChatEmulator
+from tests.emulator import WeChatEmulator, china_today
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -63,22 +63,6 @@ STABLE_TOKEN = "/cgi-bin/stable_token"
 LEGACY_TOKEN = "/cgi-bin/token"
 STATE_ID = "dev:tap-wechat-share-to-target-postgres"
 
-COPY_IGNORE = shutil.ignore_patterns(
-    ".git",
-    ".venv",
-    ".tools",
-    ".meltano",
-    "output",
-    "*.duckdb",
-    "*.duckdb.wal",
-    "__pycache__",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".pytest_cache",
-    ".hypothesis",
-    "dist",
-    ".env",
-)
 # Variables of the caller's shell that would change what meltano, the plugins or psql do.
 SCRUBBED_PREFIXES = (
     "TAP_WECHAT_SHARE_",
@@ -89,6 +73,22 @@ SCRUBBED_PREFIXES = (
     "VIRTUAL_ENV",
     "PYTHONPATH",
 )
+
+
+def copy_as_cloned(source: Path, target: Path) -> None:
+    """Copy what a fresh clone of ``source`` holds (with the work tree's changes) to ``target``."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=source,
+        capture_output=True,
+        check=True,
+    ).stdout
+    for name in filter(None, listed.split(b"\0")):
+        path = source / os.fsdecode(name)
+        if path.is_file():  # not one deleted in the work tree
+            destination = target / os.fsdecode(name)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +131,7 @@ def meltano_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meltan
     if not MELTANO.exists():
         pytest.fail(f"meltano is not installed at {MELTANO}; run scripts/bootstrap")
     root = tmp_path_factory.mktemp("meltano") / "project"
-    shutil.copytree(REPO, root, ignore=COPY_IGNORE, symlinks=True)
+    copy_as_cloned(REPO, root)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
     base_env.update(
         MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
@@ -140,7 +140,7 @@ def meltano_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meltan
     )
     started = time.monotonic()
     out = subprocess.run(
-        [str(MELTANO), "install", "tap-wechat-share", "target-postgres"],
+        [str(MELTANO), "install", "tap-wechat-share", "target-postgres", "target-duckdb"],
         cwd=root,
         env=base_env,
         stdout=subprocess.PIPE,
@@ -467,9 +467,9 @@ def test_meltano_run_four_accounts_one_failing_then_each_resumes(
 
         def env(end: dt.date) -> dict[str, str]:
             run_env = pipeline_env(meltano_project, emu, postgres, schema, end)
-            # The dev environment's demo app_id is blanked: accounts excludes top-level app_id.
+            # The dev environment's demo app is blanked: accounts excludes top-level app_id.
             run_env["TAP_WECHAT_SHARE_APP_ID"] = ""
-            del run_env["TAP_WECHAT_SHARE_APP_SECRET"]
+            run_env["TAP_WECHAT_SHARE_APP_SECRET"] = ""
             run_env["TAP_WECHAT_SHARE_ACCOUNTS"] = json.dumps(accounts)
             return run_env
 
@@ -534,3 +534,84 @@ def test_meltano_run_four_accounts_one_failing_then_each_resumes(
         hours = loaded_hour_rows(postgres, schema)
         assert len(hours) == len(set(hours))
         assert {row[0] for row in hours} == set(ACCOUNT_SECRETS)
+
+
+# Meltano as users drive it ---------------------------------------------------------------------
+
+
+def test_meltano_yml_is_kept_in_the_order_meltano_writes(tmp_path: Path) -> None:
+    """`meltano select` changes only what it selects, not the order of the whole file."""
+    shutil.copy(REPO / "meltano.yml", tmp_path / "meltano.yml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
+    env |= {"MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", "NO_COLOR": "1"}
+    subprocess.run(
+        [str(MELTANO), "select", "tap-wechat-share", "share_hour", "*"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+    before = (REPO / "meltano.yml").read_text().splitlines()
+    after = (tmp_path / "meltano.yml").read_text().splitlines()
+    added = [line for line in after if line not in before]
+    assert added == ["    select:", "    - share_hour.*"]
+    assert [line for line in after if line in before] == before
+
+
+def test_meltano_config_test_shows_the_taps_own_reason(meltano_project: MeltanoProject) -> None:
+    env = meltano_project.base_env | {"TAP_WECHAT_SHARE_LOOKBACK_DAYS": "-1"}
+    out = subprocess.run(
+        [str(MELTANO), "--environment=dev", "config", "test", "tap-wechat-share"],
+        cwd=meltano_project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert out.returncode != 0
+    assert "lookback_days: -1 is not allowed; give a whole number of at least 0" in (
+        out.stdout + out.stderr
+    )
+
+
+def test_the_dev_environment_runs_into_duckdb_with_no_variable(
+    meltano_project: MeltanoProject,
+) -> None:
+    """`meltano run tap-wechat-share target-duckdb`, as meltano.yml's header shows it."""
+    # The emulator where the dev environment expects it, with its demo app. The dev environment
+    # reads from its start_date to the latest published day: the emulator's today is China's.
+    emulator = WeChatEmulator(
+        {"wxdemo0000000001": "emulator-demo-secret"}, today=china_today(), port=8765
+    )
+    with emulator:
+        out = subprocess.run(
+            [str(MELTANO), "run", "tap-wechat-share", "target-duckdb"],
+            cwd=meltano_project.root,
+            env=meltano_project.base_env,  # no TAP_, TARGET_, MELTANO_ or DEMO_ variable
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+    assert out.returncode == 0, out.stderr[-3000:]
+    python = meltano_project.root / ".meltano/loaders/target-duckdb/venv/bin/python"
+    count = subprocess.run(
+        [
+            str(python),
+            "-c",
+            (
+                "import duckdb; print(duckdb.connect('output/warehouse.duckdb', read_only=True)"
+                ".execute(\"select count(*) from wechat.share_hour where ref_date = '2026-11-01'\")"
+                ".fetchone()[0])"
+            ),
+        ],
+        cwd=meltano_project.root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    served = len(emulator.hourly_rows("wxdemo0000000001", dt.date(2026, 11, 1)))
+    assert served > 0
+    assert int(count.stdout) == served
