@@ -19,13 +19,23 @@ thread-safe, and many simultaneous refusals of one token lead to a single renewa
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
+import os
+import selectors
+import signal
 import subprocess
 import threading
 import time
 import typing as t
 
-from tap_wechat_share.client import ApiError, FatalError, TokenRejectedError, WeChatClient
+from tap_wechat_share.client import (
+    ApiError,
+    FatalError,
+    StopRequestedError,
+    TokenRejectedError,
+    WeChatClient,
+)
 from tap_wechat_share.redact import redact_text, register_secret
 
 if t.TYPE_CHECKING:
@@ -36,7 +46,8 @@ logger = logging.getLogger(__name__)
 STABLE_TOKEN_PATH = "/cgi-bin/stable_token"  # noqa: S105 - a path, not a password
 EXPIRY_MARGIN_SECONDS = 300
 """A token is renewed this long before WeChat says it expires."""
-COMMAND_TIMEOUT_SECONDS = 60
+COMMAND_TIMEOUT_SECONDS = 60.0
+"""How long a token command may run by default (setting ``access_token_command_timeout``)."""
 
 
 class TokenProvider(abc.ABC):
@@ -174,43 +185,50 @@ class CommandTokenProvider(TokenProvider):
     """Tokens printed by a shell command (``access_token_command``), e.g. a central token service.
 
     The command runs when the account's first request needs a token, and once more after WeChat
-    refuses one. Its standard error goes to the log (redacted); what it prints on standard output
-    is the token, never logged.
+    refuses one. It runs in a process group of its own with an empty standard input (a prompt
+    cannot hang it). Its standard error goes to the log (redacted); what it prints on standard
+    output is the token, never logged. The token is read when the command's shell exits, whatever
+    its background children do with the output. If it runs longer than ``timeout`` seconds, or
+    the run is stopping, the whole process group is killed.
     """
 
     source = "access_token_command"
 
-    def __init__(self, app_id: str, command: str, env: Mapping[str, str] | None = None) -> None:
-        """Keep the command; ``env`` replaces the environment it runs in, if given."""
+    def __init__(
+        self,
+        app_id: str,
+        command: str,
+        env: Mapping[str, str] | None = None,
+        *,
+        timeout: float = COMMAND_TIMEOUT_SECONDS,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        """Keep the command and how to run it.
+
+        Args:
+            app_id: The account.
+            command: The shell command; it prints the token on standard output.
+            env: The environment it runs in (default: the tap's).
+            timeout: Seconds it may run (the ``access_token_command_timeout`` setting).
+            stop_event: When set, a running command is killed and :class:`StopRequestedError`
+                raised (the client's stop event).
+        """
         super().__init__(app_id)
         self._command = command
         self._env = dict(env) if env is not None else None
+        self.timeout = timeout
+        self._stop_event = stop_event if stop_event is not None else threading.Event()
 
     def _fetch(self) -> tuple[str, float | None]:
-        try:
-            result = subprocess.run(  # noqa: S602 - a shell command is the documented interface
-                self._command,
-                shell=True,
-                capture_output=True,
-                text=True,
-                timeout=COMMAND_TIMEOUT_SECONDS,
-                check=False,
-                env=self._env,
-            )
-        except subprocess.TimeoutExpired:
-            msg = (
-                f"access_token_command for {self.app_id} did not finish within "
-                f"{COMMAND_TIMEOUT_SECONDS} s; check the command"
-            )
-            raise FatalError(msg) from None
-        token = result.stdout.strip()
+        returncode, stdout, stderr = self._run()
+        token = stdout.decode(errors="replace").strip()
         register_secret(token)
-        for line in result.stderr.splitlines():
+        for line in stderr.decode(errors="replace").splitlines():
             logger.info("%s access_token_command: %s", self.app_id, redact_text(line))
-        if result.returncode != 0:
+        if returncode != 0:
             msg = (
                 f"access_token_command for {self.app_id} failed with exit code "
-                f"{result.returncode}; its stderr is in the log above"
+                f"{returncode}; its stderr is in the log above"
             )
             raise FatalError(msg)
         if not token or len(token.split()) != 1:
@@ -220,3 +238,88 @@ class CommandTokenProvider(TokenProvider):
             )
             raise FatalError(msg)
         return token, None
+
+    def _run(self) -> tuple[int, bytes, bytes]:
+        """Run the command; return its exit code, standard output and standard error."""
+        if self._stop_event.is_set():
+            what = f"{self.app_id} access_token_command"
+            raise StopRequestedError(what)
+        process = subprocess.Popen(  # noqa: S602 - a shell command is the documented interface
+            self._command,
+            shell=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self._env,
+            start_new_session=True,  # its own process group, so that all of it can be killed
+        )
+        assert process.stdout is not None  # noqa: S101 - PIPE was asked for
+        assert process.stderr is not None  # noqa: S101
+        stdout_fd, stderr_fd = process.stdout.fileno(), process.stderr.fileno()
+        try:
+            return self._collect(process, stdout_fd, stderr_fd)
+        except BaseException:
+            # A timeout, a stop, or whatever else stopped the tap: the command's whole group ends.
+            _kill_group(process)
+            raise
+
+    def _collect(
+        self, process: subprocess.Popen[bytes], stdout_fd: int, stderr_fd: int
+    ) -> tuple[int, bytes, bytes]:
+        """Wait for the shell to exit (or the timeout, or a stop), reading what it prints."""
+        assert process.stdout is not None  # noqa: S101 - PIPE was asked for
+        assert process.stderr is not None  # noqa: S101
+        output: dict[int, list[bytes]] = {stdout_fd: [], stderr_fd: []}
+        deadline = time.monotonic() + self.timeout
+        with selectors.DefaultSelector() as selector, process.stdout, process.stderr:
+            for fd in output:
+                os.set_blocking(fd, False)
+                selector.register(fd, selectors.EVENT_READ)
+            while process.poll() is None:
+                if self._stop_event.is_set():
+                    what = f"{self.app_id} access_token_command"
+                    raise StopRequestedError(what)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    msg = (
+                        f"access_token_command for {self.app_id} did not finish within "
+                        f"{self.timeout:g} s; check the command, or raise "
+                        "access_token_command_timeout"
+                    )
+                    raise FatalError(msg)
+                # Short slices, so that a stop is noticed within moments.
+                slice_ = min(remaining, _POLL_SECONDS)
+                if selector.get_map():
+                    for key, _events in selector.select(slice_):
+                        if not _read_available(key.fd, output[key.fd]):
+                            selector.unregister(key.fd)
+                else:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(slice_)
+            # The shell has exited: what it wrote is in the pipes. Its children may hold them
+            # open for ever, so take what is there instead of waiting for the end of the file.
+            for key in list(selector.get_map().values()):
+                _read_available(key.fd, output[key.fd])
+        return process.returncode, b"".join(output[stdout_fd]), b"".join(output[stderr_fd])
+
+
+_POLL_SECONDS = 0.1
+
+
+def _read_available(fd: int, chunks: list[bytes]) -> bool:
+    """Read what ``fd`` has without blocking; return False at the end of the file."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        chunks.append(chunk)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill the command's whole process group (its children too) and reap the shell."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
