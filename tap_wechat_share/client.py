@@ -17,6 +17,7 @@ import time
 import typing as t
 from dataclasses import dataclass
 from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
 
 import backoff
 import requests
@@ -28,6 +29,8 @@ from tap_wechat_share.redact import redact_text
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
+
+    from tap_wechat_share.authenticators import AccessTokenAuthenticator
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +152,13 @@ class RetriableApiError(ApiError, RetriableError):
 
 
 class TokenRejectedError(ApiError):
-    """WeChat refused the access token (40001, 40014, 42001)."""
+    """WeChat refused the access token (40001, 40014, 42001).
+
+    Attributes:
+        refused_token: The token the refused request carried (never in the error's text).
+    """
+
+    refused_token: str | None = None
 
 
 class MinuteQuotaError(ApiError):
@@ -192,6 +201,12 @@ def seconds_to_next_minute(now: float | None = None) -> float:
     """Seconds from ``now`` (epoch seconds; default: the clock) to the next whole minute, plus 1."""
     now = time.time() if now is None else now
     return 60.0 - (now % 60.0) + 1.0
+
+
+def _query_token(url: str | None) -> str | None:
+    """The ``access_token`` in ``url``'s query string, None if it has none."""
+    values = parse_qs(urlsplit(url or "").query).get("access_token")
+    return values[0] if values else None
 
 
 def _describe_http_fault(response: requests.Response) -> str:
@@ -435,21 +450,29 @@ class WeChatClient:
         if self.stop_event.wait(seconds):
             raise StopRequestedError(what)
 
-    def post(
+    def post(  # noqa: PLR0913 - keyword-only options of one call
         self,
         path: str,
         payload: Mapping[str, t.Any],
         *,
+        authenticator: AccessTokenAuthenticator | None = None,
         access_token: str | None = None,
         what: str = "",
         required: str | None = None,
     ) -> dict[str, t.Any]:
         """POST ``payload`` to ``path`` and return WeChat's checked JSON answer.
 
+        With an ``authenticator``, each try carries the account's current token, and a refusal
+        of the token (errcode 40001, 40014, 42001) gets it anew once through the authenticator
+        (many simultaneous refusals of one token: one renewal) and tries again; a second refusal
+        right after the renewal stops the account.
+
         Args:
             path: The API path, e.g. ``/datacube/getusersharehour``.
             payload: The JSON body.
-            access_token: Sent as the ``access_token`` query parameter, if given.
+            authenticator: The account's authenticator, applied to each try.
+            access_token: Transitional, for callers that renew tokens themselves: sent as the
+                ``access_token`` query parameter, and errcodes raised as :class:`ApiError`.
             what: Words for log lines and errors, e.g. ``share_hour 2024-05-01``.
             required: A key a success answer must have (e.g. ``list``); an answer without it
                 and without an errcode is a transient fault, retried like one.
@@ -458,16 +481,52 @@ class WeChatClient:
             The decoded JSON object.
 
         Raises:
-            FatalError: When the last try failed; names ``what`` and the last fault.
+            FatalError: When the last try failed, or WeChat answered an errcode that stops the
+                account (with an authenticator); names ``what`` and the fault.
+            ApiError: Without an authenticator, for such an errcode.
+            StopRequestedError: When the run is stopping.
         """
         what = what or path
+        params = {"access_token": access_token} if access_token else None
+        request = self.session.prepare_request(
+            requests.Request("POST", f"{self.api_url}{path}", params=params, json=payload)
+        )
+        renewed = False
+        while True:
+            try:
+                return self._post_with_retries(request, authenticator, what, required)
+            except TokenRejectedError as exc:  # noqa: PERF203 - at most two rounds
+                if authenticator is None:
+                    raise
+                if renewed:
+                    msg = (
+                        f"{what}: WeChat refused the token again right after it was renewed "
+                        f"({exc.describe()})"
+                    )
+                    raise FatalError(msg) from None
+                authenticator.renew(exc.refused_token or "", exc)
+                renewed = True
+            except ApiError as exc:
+                if authenticator is None:
+                    raise
+                msg = f"{what}: {exc.describe()}"
+                raise FatalError(msg) from None
+
+    def _post_with_retries(
+        self,
+        request: requests.PreparedRequest,
+        authenticator: AccessTokenAuthenticator | None,
+        what: str,
+        required: str | None,
+    ) -> dict[str, t.Any]:
+        """Try until an answer, a fault that is not transient, or ``max_tries`` transient ones."""
         minute_waits = 0
         tries = 0
         while True:
             self.check_stop(what)
             tries += 1
             try:
-                return self._post_once(path, payload, access_token, what, required)
+                return self._post_once(request, authenticator, what, required)
             except MinuteQuotaError as exc:
                 if minute_waits == MAX_MINUTE_WAITS:
                     msg = (
@@ -498,30 +557,15 @@ class WeChatClient:
 
     def _post_once(
         self,
-        path: str,
-        payload: Mapping[str, t.Any],
-        access_token: str | None,
+        request: requests.PreparedRequest,
+        authenticator: AccessTokenAuthenticator | None,
         what: str,
         required: str | None,
     ) -> dict[str, t.Any]:
-        params = {"access_token": access_token} if access_token else None
-        with self._watchdog.watching(self.timeout) as try_:
-            try:
-                response = self.session.post(
-                    f"{self.api_url}{path}", params=params, json=payload, timeout=self.timeout
-                )
-            except (requests.exceptions.RequestException, OSError) as exc:
-                if try_.reason == "stop":
-                    raise StopRequestedError(what) from None
-                if try_.reason == "deadline" or isinstance(exc, requests.exceptions.ReadTimeout):
-                    msg = (
-                        f"timed out after {self.timeout:g} s without a complete answer "
-                        "(request_timeout bounds each try)"
-                    )
-                    raise RetriableError(msg) from None
-                # requests' own text quotes the URL, and the token is in its query string.
-                msg = redact_text(f"{type(exc).__name__}: {exc}")
-                raise RetriableError(msg) from None
+        request = request.copy()
+        if authenticator is not None:
+            request = authenticator(request)
+        response = self._send(request, what)
         logger.debug(
             "%s: HTTP %s in %.3f s",
             what,
@@ -544,8 +588,31 @@ class WeChatClient:
         if not isinstance(body, dict):
             msg = f"answer is JSON but not an object: {type(body).__name__}"
             raise RetriableError(msg)
-        raise_for_errcode(body)
+        try:
+            raise_for_errcode(body)
+        except TokenRejectedError as exc:
+            exc.refused_token = _query_token(request.url)
+            raise
         if required is not None and required not in body:
             msg = f"answer has no {required!r} and no errcode (keys: {sorted(body)[:5]})"
             raise RetriableError(msg)
         return body
+
+    def _send(self, request: requests.PreparedRequest, what: str) -> requests.Response:
+        """Send one try, ended by the watchdog at its deadline or when the run is stopping."""
+        settings = self.session.merge_environment_settings(request.url, {}, None, None, None)
+        with self._watchdog.watching(self.timeout) as try_:
+            try:
+                return self.session.send(request, timeout=self.timeout, **settings)
+            except (requests.exceptions.RequestException, OSError) as exc:
+                if try_.reason == "stop":
+                    raise StopRequestedError(what) from None
+                if try_.reason == "deadline" or isinstance(exc, requests.exceptions.ReadTimeout):
+                    msg = (
+                        f"timed out after {self.timeout:g} s without a complete answer "
+                        "(request_timeout bounds each try)"
+                    )
+                    raise RetriableError(msg) from None
+                # requests' own text quotes the URL, and the token is in its query string.
+                msg = redact_text(f"{type(exc).__name__}: {exc}")
+                raise RetriableError(msg) from None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tap_wechat_share.auth import CommandTokenProvider
+from tap_wechat_share.authenticators import CommandTokenAuthenticator
 from tap_wechat_share.client import FatalError, StopRequestedError
 from tests.conftest import APP_ID
 
@@ -91,9 +91,9 @@ def test_a_command_that_runs_too_long_is_killed_with_its_children(
     pids = tmp_path / "pids"
     # The child outlives the shell: only killing the whole group ends it.
     command = f"echo $$ > {pids}; sleep 120 & echo $! >> {pids}; sleep 60"
-    provider = CommandTokenProvider(APP_ID, command, timeout=1)
+    authenticator = CommandTokenAuthenticator(APP_ID, command, timeout=1)
     with pytest.raises(FatalError) as caught:
-        provider.token()
+        authenticator.token()
     shell, child = _read_pids(pids)
     leftovers.append(shell)
     assert str(caught.value) == (
@@ -113,9 +113,9 @@ def test_the_token_is_read_when_the_shell_exits_whatever_its_children_hold(
         f"echo $$ > {pids}; echo {TOKEN}; echo 'asked the service' >&2; "
         f"sleep 60 & echo $! >> {pids}"
     )
-    provider = CommandTokenProvider(APP_ID, command, timeout=10)
+    authenticator = CommandTokenAuthenticator(APP_ID, command, timeout=10)
     try:
-        assert provider.token() == TOKEN
+        assert authenticator.token() == TOKEN
     finally:
         leftovers.append(_read_pids(pids)[0])
 
@@ -126,8 +126,10 @@ def test_the_command_reads_an_empty_stdin(leftovers: list[int]) -> None:
     saved = os.dup(0)
     os.dup2(read_end, 0)
     try:
-        provider = CommandTokenProvider(APP_ID, f"read answer; echo {TOKEN}${{answer}}", timeout=5)
-        assert provider.token() == TOKEN
+        authenticator = CommandTokenAuthenticator(
+            APP_ID, f"read answer; echo {TOKEN}${{answer}}", timeout=5
+        )
+        assert authenticator.token() == TOKEN
     finally:
         os.dup2(saved, 0)
         for fd in (saved, read_end, write_end):
@@ -139,12 +141,12 @@ def test_a_stop_kills_a_running_command(tmp_path: Path, leftovers: list[int]) ->
     pids = tmp_path / "pids"
     stop = threading.Event()
     command = f"echo $$ > {pids}; sleep 30 & echo $! >> {pids}; wait"
-    provider = CommandTokenProvider(APP_ID, command, timeout=60, stop_event=stop)
+    authenticator = CommandTokenAuthenticator(APP_ID, command, timeout=60, stop_event=stop)
     errors: list[BaseException] = []
 
     def fetch() -> None:
         try:
-            provider.token()
+            authenticator.token()
         except BaseException as exc:  # noqa: BLE001 - kept for the assertion below
             errors.append(exc)
 
@@ -159,7 +161,7 @@ def test_a_stop_kills_a_running_command(tmp_path: Path, leftovers: list[int]) ->
     assert isinstance(errors[0], StopRequestedError)
     assert _all_gone(shell, shell, child)
     # A stop is not a failure of the source: nothing is remembered as its answer.
-    assert provider._failure is None
+    assert authenticator._failure is None
 
 
 @pytest.mark.parametrize(
@@ -172,26 +174,28 @@ def test_a_stop_kills_a_running_command(tmp_path: Path, leftovers: list[int]) ->
 )
 def test_bad_commands_are_clear_errors(command: str, message: str) -> None:
     with pytest.raises(FatalError, match=message):
-        CommandTokenProvider(APP_ID, command, timeout=10).token()
+        CommandTokenAuthenticator(APP_ID, command, timeout=10).token()
 
 
 def test_stderr_is_logged_redacted_and_stdout_never(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     command = f"echo 'from the service: access_token={TOKEN}' >&2; echo {TOKEN}"
-    provider = CommandTokenProvider(APP_ID, command, timeout=10)
-    assert provider.token() == TOKEN
+    authenticator = CommandTokenAuthenticator(APP_ID, command, timeout=10)
+    assert authenticator.token() == TOKEN
     assert f"{APP_ID} access_token_command: from the service" in caplog.text
     assert TOKEN not in caplog.text
 
 
 def test_the_command_runs_in_the_environment_it_is_given() -> None:
     env = {"PATH": os.environ["PATH"], "WECHAT_APP_ID": APP_ID}
-    provider = CommandTokenProvider(APP_ID, 'echo "token-for-$WECHAT_APP_ID"', env, timeout=10)
-    assert provider.token() == f"token-for-{APP_ID}"
+    authenticator = CommandTokenAuthenticator(
+        APP_ID, 'echo "token-for-$WECHAT_APP_ID"', env, timeout=10
+    )
+    assert authenticator.token() == f"token-for-{APP_ID}"
 
 
 def test_a_large_stderr_does_not_block_the_command() -> None:
     # More than a pipe holds (64 KiB): the command would block if nothing read while it runs.
     command = f"head -c 200000 /dev/zero | tr '\\0' 'x' >&2; echo {TOKEN}"
-    provider = CommandTokenProvider(APP_ID, command, timeout=10)
-    assert provider.token() == TOKEN
+    authenticator = CommandTokenAuthenticator(APP_ID, command, timeout=10)
+    assert authenticator.token() == TOKEN
