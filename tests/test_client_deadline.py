@@ -11,9 +11,10 @@ import backoff
 import pytest
 
 from tap_wechat_share import client as client_module
+from tap_wechat_share.authenticators import StableTokenAuthenticator
 from tap_wechat_share.client import FatalError, StopRequestedError, WeChatClient
-from tests.conftest import APP_ID
-from tests.emulator import HOURLY_PATH, Fault
+from tests.conftest import APP_ID, APP_SECRET
+from tests.emulator import HOURLY_PATH, STABLE_TOKEN_PATH, Fault
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -148,3 +149,17 @@ def test_no_try_starts_once_stopping(emulator: WeChatEmulator) -> None:
     with pytest.raises(StopRequestedError):
         client.post(HOURLY_PATH, DAY, access_token=emulator.issue_token(APP_ID))
     assert emulator.calls == []
+
+
+@pytest.mark.parametrize("kind", ["trickle", "trickle_body"])
+def test_a_patient_client_gets_the_whole_trickled_answer(
+    emulator: WeChatEmulator, kind: str
+) -> None:
+    # The emulator's trickle is a real, complete HTTP answer: only its pace is odd.
+    emulator.add_fault(Fault(kind, path=STABLE_TOKEN_PATH, delay=0.002))
+    client = WeChatClient(emulator.url, timeout=60, max_tries=1)
+    token = StableTokenAuthenticator(APP_ID, APP_SECRET, client).token()
+    assert emulator.wait_idle(10)
+    assert [c.outcome for c in emulator.calls_to(STABLE_TOKEN_PATH)] == ["ok"]
+    # The same stable token as a second, untroubled caller gets.
+    assert StableTokenAuthenticator(APP_ID, APP_SECRET, client).token() == token
