@@ -600,10 +600,10 @@ class WeChatClient:
 
     def _send(self, request: requests.PreparedRequest, what: str) -> requests.Response:
         """Send one try, ended by the watchdog at its deadline or when the run is stopping."""
-        settings = self.session.merge_environment_settings(request.url, {}, None, None, None)
+        # The session's proxies and CA settings were read from the environment once (above).
         with self._watchdog.watching(self.timeout) as try_:
             try:
-                return self.session.send(request, timeout=self.timeout, **settings)
+                return self.session.send(request, timeout=self.timeout)
             except (requests.exceptions.RequestException, OSError) as exc:
                 if try_.reason == "stop":
                     raise StopRequestedError(what) from None
