@@ -249,6 +249,11 @@ class _Try:
             if self._connection is not None:
                 _shut_down(self._connection)
 
+    def close(self) -> None:
+        """The try is over: let go of its connection, which the pool may hand to another try."""
+        with self._lock:
+            self._connection = None
+
 
 def _shut_down(connection: urllib3.connection.HTTPConnection) -> None:
     sock = connection.sock
@@ -350,6 +355,7 @@ class _Watchdog:
             yield try_
         finally:
             _current.try_ = None
+            try_.close()  # a late abort must not cut the connection's next try short
             with self._changed:
                 self._tries.discard(try_)
 
