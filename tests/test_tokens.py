@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import typing as t
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +19,12 @@ from tap_wechat_share.authenticators import (
     ReadyTokenAuthenticator,
     StableTokenAuthenticator,
 )
-from tap_wechat_share.client import FatalError, TokenRejectedError, WeChatClient
+from tap_wechat_share.client import (
+    FatalError,
+    StopRequestedError,
+    TokenRejectedError,
+    WeChatClient,
+)
 from tests.conftest import APP_ID, APP_SECRET
 from tests.emulator import HOURLY_PATH, STABLE_TOKEN_PATH, Fault
 
@@ -210,3 +216,31 @@ def test_an_errcode_that_stops_the_account_names_what_was_asked(
     authenticator = ReadyTokenAuthenticator(APP_ID, emulator.issue_token(APP_ID))
     with pytest.raises(FatalError, match=r"^share_hour 2026-11-02: errcode 48001: api unauth"):
         client.post(HOURLY_PATH, DAY, authenticator=authenticator, what="share_hour 2026-11-02")
+
+
+def test_a_stop_during_a_stable_token_fetch_is_not_remembered_as_a_failure(
+    emulator: WeChatEmulator,
+) -> None:
+    emulator.add_fault(Fault("delay", path=STABLE_TOKEN_PATH, delay=30))
+    client = WeChatClient(emulator.url)
+    authenticator = StableTokenAuthenticator(APP_ID, APP_SECRET, client)
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            authenticator.token()
+        except BaseException as exc:  # noqa: BLE001 - kept for the assertions
+            errors.append(exc)
+
+    thread = threading.Thread(target=fetch, daemon=True)
+    thread.start()
+    for _ in range(400):
+        if emulator.calls_to(STABLE_TOKEN_PATH):
+            break
+        time.sleep(0.025)
+    client.stop_event.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(errors) == 1
+    assert isinstance(errors[0], StopRequestedError)
+    assert authenticator._failure is None
