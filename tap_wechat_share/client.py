@@ -8,22 +8,29 @@ what the user should do about it.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
+import socket
+import threading
 import time
 import typing as t
 from dataclasses import dataclass
 from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
 
 import backoff
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
 
 from tap_wechat_share.redact import redact_text
 
 if t.TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
 
-    from backoff.types import Details
+    from tap_wechat_share.authenticators import AccessTokenAuthenticator
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +116,14 @@ class WeChatError(Exception):
     """Base of every error the tap raises about WeChat; its text is safe to log."""
 
 
+class StopRequestedError(WeChatError):
+    """The run is stopping (its stop event is set): what was in flight was abandoned."""
+
+    def __init__(self, what: str) -> None:
+        """Say what was abandoned."""
+        super().__init__(f"{what}: abandoned, the run is stopping")
+
+
 class FatalError(WeChatError):
     """An error that retrying cannot fix: the account stops, with a hint."""
 
@@ -137,7 +152,13 @@ class RetriableApiError(ApiError, RetriableError):
 
 
 class TokenRejectedError(ApiError):
-    """WeChat refused the access token (40001, 40014, 42001)."""
+    """WeChat refused the access token (40001, 40014, 42001).
+
+    Attributes:
+        refused_token: The token the refused request carried (never in the error's text).
+    """
+
+    refused_token: str | None = None
 
 
 class MinuteQuotaError(ApiError):
@@ -182,10 +203,183 @@ def seconds_to_next_minute(now: float | None = None) -> float:
     return 60.0 - (now % 60.0) + 1.0
 
 
+def _query_token(url: str | None) -> str | None:
+    """The ``access_token`` in ``url``'s query string, None if it has none."""
+    values = parse_qs(urlsplit(url or "").query).get("access_token")
+    return values[0] if values else None
+
+
 def _describe_http_fault(response: requests.Response) -> str:
     excerpt = " ".join(response.text[:BODY_EXCERPT_CHARS].split())
     content_type = response.headers.get("Content-Type", "unknown type")
     return redact_text(f"HTTP {response.status_code}, {content_type}: {excerpt!r}")
+
+
+# ---------------------------------------------------------------------------- bounding each try
+#
+# A socket timeout bounds each read, not a try: a server that sends a byte now and then keeps a
+# try alive for ever. So every try has a deadline, and one watchdog thread per client shuts the
+# socket of a try down when its deadline passes or the run is stopping; the blocked read then
+# ends at once. The try finds its socket through the connection classes below, which tell the
+# try of the current thread which connection it uses.
+
+
+class _Try:
+    """One HTTP try in flight: its deadline, its connection, and why it was aborted (if it was)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.reason: str | None = None
+        """None while the try may go on; "deadline" or "stop" once the watchdog ended it."""
+        self._lock = threading.Lock()
+        self._connection: urllib3.connection.HTTPConnection | None = None
+
+    def attach(self, connection: urllib3.connection.HTTPConnection) -> None:
+        """Note the connection the try uses; shut it down at once if the try is already over."""
+        with self._lock:
+            self._connection = connection
+            if self.reason is not None:
+                _shut_down(connection)
+
+    def abort(self, reason: str) -> None:
+        """End the try: shut its connection's socket down, so that a blocked read returns."""
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+            if self._connection is not None:
+                _shut_down(self._connection)
+
+    def close(self) -> None:
+        """The try is over: let go of its connection, which the pool may hand to another try."""
+        with self._lock:
+            self._connection = None
+
+
+def _shut_down(connection: urllib3.connection.HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+_current = threading.local()
+"""``_current.try_``: the try the current thread is making (requests runs it in that thread)."""
+
+
+def _attach_current(connection: urllib3.connection.HTTPConnection) -> None:
+    try_: _Try | None = getattr(_current, "try_", None)
+    if try_ is not None:
+        try_.attach(connection)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    """An HTTP connection that tells the current try which connection it uses."""
+
+    def connect(self) -> None:
+        """Connect, then let the current try's watchdog reach the socket."""
+        super().connect()
+        _attach_current(self)
+
+    def request(self, *args: t.Any, **kwargs: t.Any) -> None:  # noqa: ANN401 - forwarded
+        _attach_current(self)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    """An HTTPS connection that tells the current try which connection it uses."""
+
+    def connect(self) -> None:
+        """Connect, then let the current try's watchdog reach the socket."""
+        super().connect()
+        _attach_current(self)
+
+    def request(self, *args: t.Any, **kwargs: t.Any) -> None:  # noqa: ANN401 - forwarded
+        _attach_current(self)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, with connections a try's watchdog can shut down."""
+
+    def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:  # noqa: ANN401 - forwarded
+        """Make the pool manager use the watched connection pools."""
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
+
+    def proxy_manager_for(
+        self,
+        proxy: str,
+        **proxy_kwargs: t.Any,  # noqa: ANN401 - forwarded
+    ) -> urllib3.PoolManager:
+        """Make an HTTP(S) proxy's manager use the watched pools too (SOCKS keeps its own)."""
+        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
+        return manager
+
+
+class _Watchdog:
+    """One thread that ends the tries whose deadline passed, and every try once stopping."""
+
+    def __init__(self, stop_event: threading.Event) -> None:
+        self._stop_event = stop_event
+        self._changed = threading.Condition()
+        self._tries: set[_Try] = set()
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def watching(self, timeout: float) -> Iterator[_Try]:
+        """Watch a try of at most ``timeout`` seconds made in this thread, while in the block."""
+        try_ = _Try(time.monotonic() + timeout)
+        with self._changed:
+            self._tries.add(try_)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="wechat-try-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+        _current.try_ = try_
+        try:
+            yield try_
+        finally:
+            _current.try_ = None
+            try_.close()  # a late abort must not cut the connection's next try short
+            with self._changed:
+                self._tries.discard(try_)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._tries))
+                tries = list(self._tries)
+            stopping = self._stop_event.is_set()
+            now = time.monotonic()
+            for try_ in tries:
+                if stopping:
+                    try_.abort("stop")
+                elif now >= try_.deadline:
+                    try_.abort("deadline")
+            if stopping:
+                # The aborted tries end within moments; look again then (no busy loop).
+                with self._changed:
+                    self._changed.wait(0.1)
+                continue
+            pending = [try_.deadline for try_ in tries if try_.reason is None]
+            # Every try has the same timeout, so a try added later ends later: sleeping until
+            # the earliest deadline known now misses none. The stop event wakes the sleep.
+            self._stop_event.wait(max(min(pending, default=now + 0.05) - now, 0.01))
 
 
 class WeChatClient:
@@ -194,10 +388,14 @@ class WeChatClient:
     Retries transient faults (errcode -1, HTTP 429 and 5xx, timeouts, connection errors, a body
     that is not JSON) with exponential backoff and jitter, up to ``max_tries`` tries; waits for the
     next minute on errcode 45011. Any other errcode is raised as its :class:`ApiError` subclass.
+    Each try, from connecting to the last byte of the answer, lasts at most ``timeout`` seconds.
     Every message it logs or raises is free of tokens.
+
+    Once ``stop_event`` is set, no try starts, every wait ends, and the tries in flight are
+    abandoned within moments: :meth:`post` raises :class:`StopRequestedError`.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - each is a documented setting
         self,
         api_url: str = DEFAULT_API_URL,
         *,
@@ -205,22 +403,26 @@ class WeChatClient:
         max_tries: int = 5,
         backoff_factor: float = 1.0,
         pool_size: int = 10,
+        stop_event: threading.Event | None = None,
     ) -> None:
         """Set up the client and its connection pool.
 
         Args:
             api_url: Base URL of WeChat's API (or a local emulator).
-            timeout: Seconds to wait for a connection or an answer.
+            timeout: Seconds one try may last, from connecting to the answer's last byte.
             max_tries: Tries of one request before giving up on transient faults.
             backoff_factor: First backoff wait in seconds; it doubles each try.
             pool_size: Connections kept open per host (at least the requests in flight).
+            stop_event: Set it to stop: requests in flight and waits end with
+                :class:`StopRequestedError`. Token sources use the same event. Default: a new one.
         """
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
         self.max_tries = max_tries
         self.backoff_factor = backoff_factor
+        self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+        adapter = _WatchedAdapter(pool_connections=1, pool_maxsize=pool_size)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "tap-wechat-share"
@@ -231,31 +433,52 @@ class WeChatClient:
         self.session.proxies.update(settings["proxies"])
         self.session.verify = settings["verify"]
         self.session.trust_env = False
-        self._post_with_backoff = backoff.on_exception(
-            backoff.expo,
-            RetriableError,
-            max_tries=lambda: self.max_tries,
-            jitter=backoff.full_jitter,
-            on_backoff=self._log_backoff,
-            logger=None,  # backoff's own log line quotes the exception; ours is redacted
-            factor=lambda: self.backoff_factor,
-        )(self._post_once)
+        self._watchdog = _Watchdog(self.stop_event)
 
-    def post(
+    def check_stop(self, what: str) -> None:
+        """Raise :class:`StopRequestedError` if the run is stopping.
+
+        Args:
+            what: Words for the error, e.g. ``share_hour 2024-05-01``.
+
+        Raises:
+            StopRequestedError: If ``stop_event`` is set.
+        """
+        if self.stop_event.is_set():
+            raise StopRequestedError(what)
+
+    def wait(self, seconds: float, what: str) -> None:
+        """Wait ``seconds``, or less if the run is stopping.
+
+        Raises:
+            StopRequestedError: If ``stop_event`` is set before or during the wait.
+        """
+        if self.stop_event.wait(seconds):
+            raise StopRequestedError(what)
+
+    def post(  # noqa: PLR0913 - keyword-only options of one call
         self,
         path: str,
         payload: Mapping[str, t.Any],
         *,
+        authenticator: AccessTokenAuthenticator | None = None,
         access_token: str | None = None,
         what: str = "",
         required: str | None = None,
     ) -> dict[str, t.Any]:
         """POST ``payload`` to ``path`` and return WeChat's checked JSON answer.
 
+        With an ``authenticator``, each try carries the account's current token, and a refusal
+        of the token (errcode 40001, 40014, 42001) gets it anew once through the authenticator
+        (many simultaneous refusals of one token: one renewal) and tries again; a second refusal
+        right after the renewal stops the account.
+
         Args:
             path: The API path, e.g. ``/datacube/getusersharehour``.
             payload: The JSON body.
-            access_token: Sent as the ``access_token`` query parameter, if given.
+            authenticator: The account's authenticator, applied to each try.
+            access_token: Transitional, for callers that renew tokens themselves: sent as the
+                ``access_token`` query parameter, and errcodes raised as :class:`ApiError`.
             what: Words for log lines and errors, e.g. ``share_hour 2024-05-01``.
             required: A key a success answer must have (e.g. ``list``); an answer without it
                 and without an errcode is a transient fault, retried like one.
@@ -264,14 +487,53 @@ class WeChatClient:
             The decoded JSON object.
 
         Raises:
-            FatalError: When the last try failed; names ``what`` and the last fault.
+            FatalError: When the last try failed, or WeChat answered an errcode that stops the
+                account (with an authenticator); names ``what`` and the fault.
+            ApiError: Without an authenticator, for such an errcode.
+            StopRequestedError: When the run is stopping.
         """
         what = what or path
-        minute_waits = 0
+        params = {"access_token": access_token} if access_token else None
+        request = self.session.prepare_request(
+            requests.Request("POST", f"{self.api_url}{path}", params=params, json=payload)
+        )
+        renewed = False
         while True:
             try:
-                return self._post_with_backoff(path, payload, access_token, what, required)
-            except MinuteQuotaError as exc:  # noqa: PERF203 - one network call per try
+                return self._post_with_retries(request, authenticator, what, required)
+            except TokenRejectedError as exc:  # noqa: PERF203 - at most two rounds
+                if authenticator is None:
+                    raise
+                if renewed:
+                    msg = (
+                        f"{what}: WeChat refused the token again right after it was renewed "
+                        f"({exc.describe()})"
+                    )
+                    raise FatalError(msg) from None
+                authenticator.renew(exc.refused_token or "", exc)
+                renewed = True
+            except ApiError as exc:
+                if authenticator is None:
+                    raise
+                msg = f"{what}: {exc.describe()}"
+                raise FatalError(msg) from None
+
+    def _post_with_retries(
+        self,
+        request: requests.PreparedRequest,
+        authenticator: AccessTokenAuthenticator | None,
+        what: str,
+        required: str | None,
+    ) -> dict[str, t.Any]:
+        """Try until an answer, a fault that is not transient, or ``max_tries`` transient ones."""
+        minute_waits = 0
+        tries = 0
+        while True:
+            self.check_stop(what)
+            tries += 1
+            try:
+                return self._post_once(request, authenticator, what, required)
+            except MinuteQuotaError as exc:
                 if minute_waits == MAX_MINUTE_WAITS:
                     msg = (
                         f"{what}: the per-minute quota (errcode 45011) was still reached after "
@@ -280,30 +542,36 @@ class WeChatClient:
                     )
                     raise FatalError(msg) from None
                 minute_waits += 1
+                tries = 0  # a new minute, a fresh set of tries
                 wait = seconds_to_next_minute()
                 logger.warning("%s: %s; waiting %.0f s for the next minute", what, exc, wait)
-                time.sleep(wait)
+                self.wait(wait, what)
             except RetriableError as exc:
-                msg = f"{what}: gave up after {self.max_tries} tries; last error: {exc}"
-                raise FatalError(msg) from None
+                if tries >= self.max_tries:
+                    msg = f"{what}: gave up after {self.max_tries} tries; last error: {exc}"
+                    raise FatalError(msg) from None
+                wait = backoff.full_jitter(self.backoff_factor * 2 ** (tries - 1))
+                logger.warning(
+                    "%s: %s; try %d of %d, retrying in %.1f s",
+                    what,
+                    exc,
+                    tries,
+                    self.max_tries,
+                    wait,
+                )
+                self.wait(wait, what)
 
     def _post_once(
         self,
-        path: str,
-        payload: Mapping[str, t.Any],
-        access_token: str | None,
+        request: requests.PreparedRequest,
+        authenticator: AccessTokenAuthenticator | None,
         what: str,
         required: str | None,
     ) -> dict[str, t.Any]:
-        params = {"access_token": access_token} if access_token else None
-        try:
-            response = self.session.post(
-                f"{self.api_url}{path}", params=params, json=payload, timeout=self.timeout
-            )
-        except requests.exceptions.RequestException as exc:
-            # requests' own text quotes the URL, and the token is in its query string.
-            msg = redact_text(f"{type(exc).__name__}: {exc}")
-            raise RetriableError(msg) from None
+        request = request.copy()
+        if authenticator is not None:
+            request = authenticator(request)
+        response = self._send(request, what)
         logger.debug(
             "%s: HTTP %s in %.3f s",
             what,
@@ -326,20 +594,31 @@ class WeChatClient:
         if not isinstance(body, dict):
             msg = f"answer is JSON but not an object: {type(body).__name__}"
             raise RetriableError(msg)
-        raise_for_errcode(body)
+        try:
+            raise_for_errcode(body)
+        except TokenRejectedError as exc:
+            exc.refused_token = _query_token(request.url)
+            raise
         if required is not None and required not in body:
             msg = f"answer has no {required!r} and no errcode (keys: {sorted(body)[:5]})"
             raise RetriableError(msg)
         return body
 
-    def _log_backoff(self, details: Details) -> None:
-        exc = details.get("exception")
-        what = details["args"][3] if len(details["args"]) > 3 else ""  # noqa: PLR2004
-        logger.warning(
-            "%s: %s; try %d of %d, retrying in %.1f s",
-            what,
-            exc,
-            details["tries"],
-            self.max_tries,
-            details.get("wait", 0.0),
-        )
+    def _send(self, request: requests.PreparedRequest, what: str) -> requests.Response:
+        """Send one try, ended by the watchdog at its deadline or when the run is stopping."""
+        # The session's proxies and CA settings were read from the environment once (above).
+        with self._watchdog.watching(self.timeout) as try_:
+            try:
+                return self.session.send(request, timeout=self.timeout)
+            except (requests.exceptions.RequestException, OSError) as exc:
+                if try_.reason == "stop":
+                    raise StopRequestedError(what) from None
+                if try_.reason == "deadline" or isinstance(exc, requests.exceptions.ReadTimeout):
+                    msg = (
+                        f"timed out after {self.timeout:g} s without a complete answer "
+                        "(request_timeout bounds each try)"
+                    )
+                    raise RetriableError(msg) from None
+                # requests' own text quotes the URL, and the token is in its query string.
+                msg = redact_text(f"{type(exc).__name__}: {exc}")
+                raise RetriableError(msg) from None

@@ -77,7 +77,11 @@ TOKEN_EXPIRES_IN = 7200
 _ANSWER_FAULTS = frozenset({"errcode", "http", "html", "reset", "rotate", "no_list"})
 # Faults that alter the rows of an otherwise successful datacube answer.
 _DATA_FAULTS = frozenset({"stray", "duplicate", "bad_hour", "negative", "missing_key", "odd_value"})
-FAULT_KINDS = frozenset({"delay"} | _ANSWER_FAULTS | _DATA_FAULTS)
+# Faults that change how the answer's bytes are sent: one byte every ``delay`` seconds, the whole
+# answer (``trickle``) or only its body after whole headers (``trickle_body``).
+_SEND_FAULTS = frozenset({"trickle", "trickle_body"})
+FAULT_KINDS = frozenset({"delay"} | _ANSWER_FAULTS | _DATA_FAULTS | _SEND_FAULTS)
+DEFAULT_TRICKLE_INTERVAL = 0.25
 
 Row = dict[str, int | str]
 
@@ -128,10 +132,12 @@ class Fault:
 
     A fault applies to the first ``times`` calls it matches (``-1``: to every matching call),
     then it is used up. A call can be affected by at most one ``delay`` fault, one answering
-    fault (``errcode``, ``http``, ``html``, ``reset``, ``rotate``, ``no_list``) and one data
-    fault (``stray``, ``duplicate``, ``bad_hour``, ``negative``, ``missing_key``); among faults
-    of the same group the one added first wins. Data faults only match (and are only used up by)
-    datacube calls that would otherwise succeed.
+    fault (``errcode``, ``http``, ``html``, ``reset``, ``rotate``, ``no_list``), one data
+    fault (``stray``, ``duplicate``, ``bad_hour``, ``negative``, ``missing_key``) and one sending
+    fault (``trickle``: the whole answer, status line and headers included, is sent one byte
+    every ``delay`` seconds; ``trickle_body``: the headers at once, then the body one byte every
+    ``delay`` seconds); among faults of the same group the one added first wins. Data faults only
+    match (and are only used up by) datacube calls that would otherwise succeed.
 
     Attributes:
         kind: One of :data:`FAULT_KINDS`.
@@ -143,7 +149,8 @@ class Fault:
         errcode: The errcode answered by an ``errcode`` fault.
         errmsg: The errmsg answered by an ``errcode`` fault.
         status: The HTTP status answered by an ``http`` fault.
-        delay: Seconds a ``delay`` fault waits before answering normally.
+        delay: Seconds a ``delay`` fault waits before answering normally; for ``trickle`` and
+            ``trickle_body``, seconds between two bytes (0: :data:`DEFAULT_TRICKLE_INTERVAL`).
         value: The ``share_count`` of the row an ``odd_value`` fault appends (any JSON value).
     """
 
@@ -215,6 +222,10 @@ class _Answer:
     content_type: str
     outcome: str
     reset: bool = False
+    trickle: float = 0.0
+    """Seconds between two bytes of the answer (0: sent at once)."""
+    trickle_headers: bool = False
+    """Whether the status line and headers trickle too."""
 
 
 def _digest(*parts: str) -> bytes:
@@ -632,6 +643,15 @@ class WeChatEmulator:
             )
             self._calls.append(call)
         answer = self._answer(call, method, payload, client_ip)
+        send = self._take_fault(_SEND_FAULTS, call)
+        if send is not None and not answer.reset:
+            answer = dataclasses.replace(
+                answer,
+                trickle=send.delay or DEFAULT_TRICKLE_INTERVAL,
+                trickle_headers=send.kind == "trickle",
+            )
+            # The outcome is known once the last byte is out (or the client went away).
+            return call, answer
         self._finish(call, answer.outcome)
         return call, answer
 
@@ -855,6 +875,9 @@ class _Handler(BaseHTTPRequestHandler):
         if answer.reset:
             self._reset()
             return
+        if answer.trickle:
+            self._trickle(call, answer)
+            return
         try:
             self.send_response(answer.status)
             self.send_header("Content-Type", answer.content_type)
@@ -865,6 +888,28 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
             self._emulator._finish(call, "aborted")
+
+    def _trickle(self, call: Call, answer: _Answer) -> None:
+        """Send ``answer`` one byte at a time (headers too if it says so), then finish ``call``."""
+        head = (
+            f"{self.protocol_version} {answer.status} {HTTPStatus(answer.status).phrase}\r\n"
+            f"Server: {self.server_version}\r\nContent-Type: {answer.content_type}\r\n"
+            f"Content-Length: {len(answer.body)}\r\n\r\n"
+        ).encode()
+        slow = head + answer.body if answer.trickle_headers else answer.body
+        try:
+            if not answer.trickle_headers:
+                self.wfile.write(head)
+                self.wfile.flush()
+            for index in range(len(slow)):
+                time.sleep(answer.trickle)
+                self.wfile.write(slow[index : index + 1])
+                self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+            self._emulator._finish(call, "aborted")
+        else:
+            self._emulator._finish(call, answer.outcome)
 
     def _reset(self) -> None:
         """Close the connection without answering, so that the client sees a reset (RST)."""
