@@ -28,11 +28,11 @@ import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
-from tap_wechat_share.auth import (
-    CommandTokenProvider,
-    ReadyTokenProvider,
-    StableTokenProvider,
-    TokenProvider,
+from tap_wechat_share.authenticators import (
+    AccessTokenAuthenticator,
+    CommandTokenAuthenticator,
+    ReadyTokenAuthenticator,
+    StableTokenAuthenticator,
 )
 from tap_wechat_share.redact import redact_text, register_secret
 
@@ -61,7 +61,8 @@ class Account:
     """One Official Account of a run: its AppID, token source, and failure (if it failed)."""
 
     app_id: str
-    tokens: TokenProvider
+    authenticator: AccessTokenAuthenticator
+    """Puts the account's access token on its requests (and gets it anew when refused)."""
     failure: str | None = None
 
     def fail(self, error: BaseException) -> str:
@@ -291,19 +292,23 @@ def make_accounts(
         if count > 1 and shard_of(entry.app_id, count) != index:
             continue
         accounts[entry.app_id] = Account(
-            entry.app_id, _token_source(entry, top_command, client, timeout)
+            entry.app_id, _authenticator(entry, top_command, client, timeout)
         )
     return accounts
 
 
-def _token_source(
+def _authenticator(
     entry: AccountEntry, top_command: str | None, client: WeChatClient, timeout: float
-) -> TokenProvider:
-    del timeout  # wired with the token command's timeout setting
+) -> AccessTokenAuthenticator:
     if entry.credential == "app_secret":
-        return StableTokenProvider(entry.app_id, t.cast("str", entry.value), client)
+        return StableTokenAuthenticator(entry.app_id, t.cast("str", entry.value), client)
     if entry.credential == "access_token":
-        return ReadyTokenProvider(entry.app_id, t.cast("str", entry.value))
+        return ReadyTokenAuthenticator(entry.app_id, t.cast("str", entry.value))
     command = entry.value if entry.credential else top_command
-    env = {**os.environ, APP_ID_ENV: entry.app_id}
-    return CommandTokenProvider(entry.app_id, t.cast("str", command), env=env)
+    return CommandTokenAuthenticator(
+        entry.app_id,
+        t.cast("str", command),
+        env={**os.environ, APP_ID_ENV: entry.app_id},
+        timeout=timeout,
+        stop_event=client.stop_event,
+    )

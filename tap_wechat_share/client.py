@@ -456,13 +456,12 @@ class WeChatClient:
         if self.stop_event.wait(seconds):
             raise StopRequestedError(what)
 
-    def post(  # noqa: PLR0913 - keyword-only options of one call
+    def post(
         self,
         path: str,
         payload: Mapping[str, t.Any],
         *,
         authenticator: AccessTokenAuthenticator | None = None,
-        access_token: str | None = None,
         what: str = "",
         required: str | None = None,
     ) -> dict[str, t.Any]:
@@ -476,9 +475,8 @@ class WeChatClient:
         Args:
             path: The API path, e.g. ``/datacube/getusersharehour``.
             payload: The JSON body.
-            authenticator: The account's authenticator, applied to each try.
-            access_token: Transitional, for callers that renew tokens themselves: sent as the
-                ``access_token`` query parameter, and errcodes raised as :class:`ApiError`.
+            authenticator: The account's authenticator, applied to each try (none for the
+                token endpoint itself).
             what: Words for log lines and errors, e.g. ``share_hour 2024-05-01``.
             required: A key a success answer must have (e.g. ``list``); an answer without it
                 and without an errcode is a transient fault, retried like one.
@@ -493,9 +491,8 @@ class WeChatClient:
             StopRequestedError: When the run is stopping.
         """
         what = what or path
-        params = {"access_token": access_token} if access_token else None
         request = self.session.prepare_request(
-            requests.Request("POST", f"{self.api_url}{path}", params=params, json=payload)
+            requests.Request("POST", f"{self.api_url}{path}", json=payload)
         )
         renewed = False
         while True:

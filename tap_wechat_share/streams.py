@@ -23,8 +23,9 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 
-from tap_wechat_share.client import ApiError, FatalError, TokenRejectedError, WeChatError
+from tap_wechat_share.client import FatalError, StopRequestedError, WeChatError
 from tap_wechat_share.dates import Window, first_day_to_read, windows
+from tap_wechat_share.lookahead import Stopping
 from tap_wechat_share.run import Run, Task, WindowResult
 from tap_wechat_share.state import (
     REPLICATION_KEY,
@@ -285,6 +286,8 @@ class DatacubeStream(Stream):
             task = Task(self.name, account.app_id, window)
             try:
                 result = lookahead.take(task) if lookahead else self.fetch(task)
+            except StopRequestedError:
+                raise Stopping from None  # the run is stopping: not this account's failure
             except Exception as exc:  # noqa: BLE001 - whatever it is, it ends this account only
                 self._fail(account, exc)
                 return
@@ -341,7 +344,7 @@ class DatacubeStream(Stream):
             body = self._request(account, window, what)
             records = self.parse_rows(body, window, account.app_id, what)
             return WindowResult(records, self.read_through(window, records, body))
-        except WeChatError:
+        except (WeChatError, StopRequestedError):
             raise
         except Exception as exc:
             self.logger.debug("%s: unexpected error", what, exc_info=True)
@@ -374,28 +377,11 @@ class DatacubeStream(Stream):
         return last if last >= window.begin else None
 
     def _request(self, account: Account, window: Window, what: str) -> dict[str, t.Any]:
-        """One request for ``window``, with one token renewal if WeChat refuses the token."""
+        """One request for ``window``, carrying the account's token (renewed once if refused)."""
         payload = {"begin_date": window.begin.isoformat(), "end_date": window.end.isoformat()}
-        client = self.run.client
-        renewed = False
-        while True:
-            token = account.tokens.token()
-            try:
-                return client.post(
-                    self.path, payload, access_token=token, what=what, required="list"
-                )
-            except TokenRejectedError as exc:
-                if renewed:
-                    msg = (
-                        f"{what}: WeChat refused the token again right after it was renewed "
-                        f"({exc.describe()})"
-                    )
-                    raise FatalError(msg) from None
-                account.tokens.renew(token, exc)
-                renewed = True
-            except ApiError as exc:
-                msg = f"{what}: {exc.describe()}"
-                raise FatalError(msg) from None
+        return self.run.client.post(
+            self.path, payload, authenticator=account.authenticator, what=what, required="list"
+        )
 
     def parse_rows(
         self,

@@ -220,7 +220,8 @@ class TapWeChatShare(Tap):
 
         Nothing is written here: a signal can arrive in the middle of a write to stdout, and
         the SDK's own handler (which writes STATE and exits from here) can then cut a message
-        in two. The run notices the request where it waits for WeChat, between windows.
+        in two. The run notices the request where it waits for WeChat, between windows, and
+        then tells requests in flight to end (the client's stop event).
         """
         del frame
         if self._stop_signal is not None:
@@ -273,6 +274,7 @@ class TapWeChatShare(Tap):
 
     def _end_stopped(self, run: Run) -> t.NoReturn:
         signum = self._stop_signal or signal.SIGTERM
+        run.client.stop_event.set()  # requests, waits and token commands in flight end now
         try:
             self._state_writer.write_state(self.state)
         except OutputClosedError:

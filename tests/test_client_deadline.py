@@ -11,7 +11,7 @@ import backoff
 import pytest
 
 from tap_wechat_share import client as client_module
-from tap_wechat_share.authenticators import StableTokenAuthenticator
+from tap_wechat_share.authenticators import ReadyTokenAuthenticator, StableTokenAuthenticator
 from tap_wechat_share.client import FatalError, StopRequestedError, WeChatClient
 from tests.conftest import APP_ID, APP_SECRET
 from tests.emulator import HOURLY_PATH, STABLE_TOKEN_PATH, Fault
@@ -48,7 +48,11 @@ class _Post:
     def _run(self, client: WeChatClient, token: str) -> None:
         try:
             self.body = client.post(
-                HOURLY_PATH, DAY, access_token=token, what="share_hour 2026-11-02", required="list"
+                HOURLY_PATH,
+                DAY,
+                authenticator=ReadyTokenAuthenticator(APP_ID, token),
+                what="share_hour 2026-11-02",
+                required="list",
             )
         except BaseException as exc:  # noqa: BLE001 - kept for the test's assertions
             self.error = exc
@@ -147,7 +151,11 @@ def test_no_try_starts_once_stopping(emulator: WeChatEmulator) -> None:
     stop.set()
     client = WeChatClient(emulator.url, stop_event=stop)
     with pytest.raises(StopRequestedError):
-        client.post(HOURLY_PATH, DAY, access_token=emulator.issue_token(APP_ID))
+        client.post(
+            HOURLY_PATH,
+            DAY,
+            authenticator=ReadyTokenAuthenticator(APP_ID, emulator.issue_token(APP_ID)),
+        )
     assert emulator.calls == []
 
 

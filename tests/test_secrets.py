@@ -7,6 +7,7 @@ import typing as t
 
 import pytest
 
+from tap_wechat_share.authenticators import ReadyTokenAuthenticator
 from tap_wechat_share.client import FatalError, WeChatClient
 from tap_wechat_share.redact import REDACTED, install_log_redaction, redact_text, register_secret
 from tests.conftest import APP_ID, APP_SECRET, run_tap
@@ -127,7 +128,9 @@ def test_log_records_are_redacted_whoever_logs_them(caplog: pytest.LogCaptureFix
 def test_client_errors_never_quote_the_token() -> None:
     client = WeChatClient("http://127.0.0.1:9", max_tries=1, timeout=1)
     with pytest.raises(FatalError) as caught:
-        client.post(HOURLY, {}, access_token="token-in-the-query-string")
+        client.post(
+            HOURLY, {}, authenticator=ReadyTokenAuthenticator(APP_ID, "token-in-the-query-string")
+        )
     assert "token-in-the-query-string" not in str(caught.value)
 
 
