@@ -86,6 +86,9 @@ class RecordWriter(SimpleSingerWriter):
         self._time_text = ""
         self._pending: list[str] = []
         self._pending_size = 0
+        self.state_bytes = 0
+        """Bytes of STATE messages written (see ``Run.state_due``)."""
+        self.last_state_bytes = 0
         # Whatever is still held is written when the writer goes, or at exit at the latest
         # (before Python's last flush of stdout).
         weakref.finalize(self, _write_at_exit, self._pending)
@@ -139,7 +142,11 @@ class RecordWriter(SimpleSingerWriter):
                     self.write_records()
             else:
                 self.write_records()
-                _emit(self.format_message(message) + "\n")
+                line = self.format_message(message) + "\n"
+                _emit(line)
+                if type(message) is StateMessage:
+                    self.state_bytes += len(line)
+                    self.last_state_bytes = len(line)
         except (BrokenPipeError, ValueError) as exc:
             # ValueError: stdout was closed in this process (writing to a closed file).
             self._pending.clear()

@@ -1,4 +1,4 @@
-"""One run of the tap: its accounts, its days, its look-ahead, its STATE pacing, and its stop.
+"""One run of the tap: its accounts, its days, its look-ahead, and its STATE pacing.
 
 The tap makes one :class:`Run` when it starts syncing; its streams read everything about the run
 from it (so that streams never import the tap).
@@ -12,12 +12,17 @@ from dataclasses import dataclass, field
 
 if t.TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from tap_wechat_share.accounts import Account
     from tap_wechat_share.client import WeChatClient
     from tap_wechat_share.dates import Window
     from tap_wechat_share.lookahead import LookAhead
+
+
+STATE_BUDGET_FACTOR = 10
+STATE_BUDGET_FLOOR = 1024 * 1024
+"""Paced STATE messages add up to at most FACTOR x the latest one's size + FLOOR bytes."""
 
 
 class Task(t.NamedTuple):
@@ -48,6 +53,7 @@ class Run:
         latest: The latest day WeChat has published when the run began.
         lookback_days: Days up to and including a bookmark that are read again.
         state_interval: Seconds between STATE messages (0: after every window).
+        state_sizes: The bytes of STATE written so far in the run, and of the latest one.
         all_app_ids: Every account the settings give, in every shard.
     """
 
@@ -58,23 +64,29 @@ class Run:
     latest: dt.date
     lookback_days: int
     state_interval: float
+    state_sizes: Callable[[], tuple[int, int]] = lambda: (0, 0)
     all_app_ids: frozenset[str] = frozenset()
     lookahead: LookAhead[Task, WindowResult] | None = None
-    stop_signal: int | None = None
-    """The signal that asked the run to stop, if one did."""
     _last_state: float = field(default_factory=time.monotonic)
 
     def state_due(self) -> bool:
-        """Whether a STATE message is due (the interval has passed); if so, start a new one."""
+        """Whether a STATE message is due; if so, a new interval starts.
+
+        It is due when ``state_interval`` has passed, and the STATE messages written so far add
+        up to at most ``STATE_BUDGET_FACTOR`` times the latest one (plus a MiB). The state only
+        grows during a run, so the paced STATE messages of a run add up to at most about ten
+        times its final state, however long the run: with thousands of accounts a STATE every
+        few seconds would otherwise be most of what the tap writes. Past that, the interval
+        stretches until the state has grown; a small state (a few accounts) never reaches it.
+        """
         now = time.monotonic()
         if now - self._last_state < self.state_interval:
             return False
+        written, latest = self.state_sizes()
+        if written > STATE_BUDGET_FACTOR * latest + STATE_BUDGET_FLOOR:
+            return False
         self._last_state = now
         return True
-
-    def stopping(self) -> bool:
-        """Whether a signal asked the run to stop."""
-        return self.stop_signal is not None
 
     def failed(self) -> list[Account]:
         """The accounts that failed, in the order given."""

@@ -150,6 +150,7 @@ class TapWeChatShare(Tap):
             state_interval=float(
                 self.config.get("state_message_interval", DEFAULT_STATE_MESSAGE_INTERVAL)
             ),
+            state_sizes=self._state_sizes,
             all_app_ids=frozenset(entry.app_id for entry in self._entries),
         )
         run.lookahead = LookAhead(
@@ -161,6 +162,12 @@ class TapWeChatShare(Tap):
             stopping=lambda: self._stop_signal is not None,
         )
         return run
+
+    def _state_sizes(self) -> tuple[int, int]:
+        writer = self.message_writer
+        if isinstance(writer, RecordWriter):
+            return writer.state_bytes, writer.last_state_bytes
+        return 0, 0  # pragma: no cover - the tap's writer is a RecordWriter
 
     def _run_range(self) -> tuple[dt.date, dt.date, dt.date]:
         """The first and last day of this run, clamped to what WeChat has, and the latest day."""

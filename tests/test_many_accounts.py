@@ -324,3 +324,19 @@ def test_duplicate_partitions_are_refused_like_the_sdk_does() -> None:
     ):
         with pytest.raises(ValueError, match="duplicate entries for partition"):
             manager.get_context_state({"app_id": "a"})
+
+
+def test_state_messages_add_up_to_a_bounded_multiple_of_the_final_state(
+    emu: WeChatEmulator, tmp_path: Path
+) -> None:
+    # A STATE after every window were it not for the budget: 900 windows, each STATE holding
+    # every account read so far.
+    config = base(emu, accounts=ready(emu), state_message_interval=0)
+    out = run_tap(config, tmp_path)
+    assert out.exit_code == 0
+    lines = [line for line in out.stdout.splitlines() if line.startswith('{"type":"STATE"')]
+    final = len(lines[-1]) + 1
+    written = sum(len(line) + 1 for line in lines)
+    # Paced ones: at most 10x the latest + 1 MiB; then the ends of the two streams.
+    assert written <= 10 * final + 1024 * 1024 + 3 * final
+    assert len(lines) > 3  # still paced, not only at the ends
