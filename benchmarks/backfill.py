@@ -297,6 +297,8 @@ class Bench:
             "start_date": self.first(days).isoformat(),
             "end_date": self.last.isoformat(),
             "api_url": self.emulator.url,
+            # A STATE after every day, as the plain loop writes (the default paces them by time).
+            "state_message_interval": 0,
         }
         if in_flight is not None:
             config["max_concurrent_requests"] = in_flight
