@@ -47,6 +47,7 @@ class Action(enum.Enum):
     RENEW_TOKEN = "get a token anew, once"  # noqa: S105 - not a password
     WAIT_MINUTE = "wait for the next minute"
     FATAL = "stop this account"
+    RETIRED = "stop this stream for every account"
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,10 @@ ERRCODES: Mapping[int, ErrcodeRule] = {
     61500: _DATES,
     61501: _DATES,
     61503: ErrcodeRule(Action.RETRY, "WeChat has not prepared the data yet; retried later"),
+    47009: ErrcodeRule(
+        Action.RETIRED,
+        "WeChat has taken this endpoint offline for everyone; deselect its stream",
+    ),
 }
 UNKNOWN_ERRCODE = ErrcodeRule(
     Action.FATAL,
@@ -169,11 +174,16 @@ class FatalApiError(ApiError, FatalError):
     """An errcode that stops the account at once."""
 
 
+class EndpointRetiredError(ApiError, FatalError):
+    """WeChat has retired the endpoint (47009, "this api is offline"): its stream ends."""
+
+
 _ERROR_CLASS: Mapping[Action, type[ApiError]] = {
     Action.RETRY: RetriableApiError,
     Action.RENEW_TOKEN: TokenRejectedError,
     Action.WAIT_MINUTE: MinuteQuotaError,
     Action.FATAL: FatalApiError,
+    Action.RETIRED: EndpointRetiredError,
 }
 
 

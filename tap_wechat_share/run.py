@@ -39,6 +39,8 @@ class WindowResult(t.NamedTuple):
     records: list[dict[str, t.Any]]
     read_through: dt.date | None
     """The bookmark may move to this day; None: no day of the window counts as read yet."""
+    delayed: bool = False
+    """WeChat said (``is_delay``) that the window's figures are not final yet."""
 
 
 @dataclass
@@ -67,6 +69,8 @@ class Run:
     state_sizes: Callable[[], tuple[int, int]] = lambda: (0, 0)
     all_app_ids: frozenset[str] = frozenset()
     lookahead: LookAhead[Task, WindowResult] | None = None
+    retired: dict[str, str] = field(default_factory=dict)
+    """Streams whose endpoint WeChat has retired in this run: name -> the line for the summary."""
     _last_state: float = field(default_factory=time.monotonic)
 
     def state_due(self) -> bool:

@@ -5,7 +5,8 @@ apart, inclusive) and answers ``{"list": [rows]}``. :class:`DatacubeStream` does
 once: the days to read (start, bookmark, lookback, latest published day), the request windows,
 several requests in flight with records still emitted in day order, tokens and their renewal,
 errcodes, checking rows, and a bookmark after every completed window. An endpoint is declared by
-its path, maximum span, key fields and schema.
+its path, maximum span, key fields, count fields and schema (and, where they differ from the
+defaults, the first day of its data, the objects that hold some of its fields, and its successor).
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 
-from tap_wechat_share.client import FatalError, StopRequestedError, WeChatError
-from tap_wechat_share.dates import Window, first_day_to_read, windows
+from tap_wechat_share.client import (
+    EndpointRetiredError,
+    FatalError,
+    StopRequestedError,
+    WeChatError,
+)
+from tap_wechat_share.dates import FIRST_DATA_DAY, Window, first_day_to_read, windows
 from tap_wechat_share.lookahead import Stopping
 from tap_wechat_share.run import Run, Task, WindowResult
 from tap_wechat_share.state import (
@@ -35,7 +41,7 @@ from tap_wechat_share.state import (
 )
 
 if t.TYPE_CHECKING:
-    from collections.abc import Generator, Iterable
+    from collections.abc import Callable, Generator, Iterable, Mapping
 
     from singer_sdk.helpers.types import Context, Record
     from singer_sdk.singerlib import Catalog
@@ -48,6 +54,10 @@ HOURS = frozenset(range(0, 2400, 100))
 """``ref_hour`` values: HHMM of the hour's start, 0 for [00:00, 01:00) up to 2300."""
 SHARE_SCENES = {1: "friends", 2: "Moments", 255: "other"}
 COUNT_FIELDS = ("share_count", "share_user")
+"""The counts of ``share_hour`` and ``share_day`` rows."""
+ARTICLE_SHARE_FIRST_DAY = dt.date(2025, 11, 1)
+"""getarticleshare keeps its data from this day on; earlier dates are not valid."""
+MELTANO_PLUGIN = "tap-wechat-share"
 
 
 class RowError(FatalError):
@@ -57,8 +67,7 @@ class RowError(FatalError):
 _DIGITS = re.compile(r"-?[0-9]+")
 
 
-def _as_int(row: dict[str, t.Any], field: str) -> int:
-    value = row.get(field)
+def _as_int(value: object, field: str) -> int:
     if type(value) is int:  # the usual case, first: one check instead of two
         return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -73,6 +82,26 @@ def _as_int(row: dict[str, t.Any], field: str) -> int:
     raise RowError(msg)
 
 
+def _as_text(value: object, field: str) -> str:
+    if isinstance(value, str) and value:
+        return value
+    msg = f"a row has no {field}" if value is None else f"a row has {field}={value!r}, not a text"
+    raise RowError(msg)
+
+
+class _FieldRule(t.NamedTuple):
+    """How one field of a record is read from a row (worked out once per stream)."""
+
+    field: str
+    holder: str | None
+    """The object of the row that holds the field (e.g. ``detail``); None: the row itself."""
+    label: str
+    """The field as messages name it, e.g. ``detail.share_user``."""
+    read: Callable[[object, str], t.Any]
+    is_count: bool
+    """Whether it is a count (a negative value stops)."""
+
+
 class DatacubeStream(Stream):
     """Base for one datacube endpoint, partitioned by account (``app_id``).
 
@@ -82,17 +111,28 @@ class DatacubeStream(Stream):
       been seen to return rows years before the requested day);
     - an exact duplicate of a row in the same answer is dropped;
     - a row missing a key field or a count, or with an impossible value (``ref_hour`` not one of
-      0, 100, ..., 2300, a negative count, an unreadable ``ref_date``), or two different rows for
-      the same key, stop the account with a message naming the row: nothing of that window is
-      loaded;
+      0, 100, ..., 2300, a negative count, an unreadable ``ref_date``, an empty ``msgid``), or two
+      different rows for the same key, stop the account with a message naming the row: nothing
+      of that window is loaded;
     - a ``share_scene`` other than 1, 2 and 255 is loaded, with a warning (WeChat may add scenes);
-    - integers given as strings of digits (``"12"``) are read as integers; any other type stops.
+    - a key field the schema types as a string is taken as WeChat gives it (a non-empty string);
+      every other key field and count is an integer, and integers given as strings of digits
+      (``"12"``) are read as integers; any other type stops;
+    - a field WeChat gives inside an object of the row (``detail.share_user``) is read from there
+      (see ``held_in``).
 
     The bookmark (``replication_key_value`` of the account's partition) is the last day read
     completely. It moves after each window (never backwards), in memory; a STATE message goes
     out at most every ``state_message_interval`` seconds and at the end of the stream, always
     after the records of the days it names. The latest published day does not count as read
     while its answer is empty (WeChat may not have published it yet): the next run asks again.
+    No day of an answer that says ``is_delay: true`` (not final yet) counts as read: its rows are
+    emitted, the bookmark stays before it, and the next run reads it again. After a window that
+    did not count as read in full, the account's bookmark does not move again in this run.
+
+    An endpoint WeChat has retired (errcode 47009) ends its stream for every account; the other
+    streams go on, the stream's bookmarks are kept, and the run ends non-zero with one line on
+    what to select instead (see ``successor``).
     """
 
     path: t.ClassVar[str]
@@ -101,6 +141,14 @@ class DatacubeStream(Stream):
     """The endpoint's maximum span per request, in days, both ends included."""
     primary_keys: t.ClassVar[tuple[str, ...]]
     """``app_id``, then the fields that identify a row within an account, ``ref_date`` first."""
+    count_fields: t.ClassVar[tuple[str, ...]] = COUNT_FIELDS
+    """The counts of a row: required, non-negative integers."""
+    held_in: t.ClassVar[Mapping[str, str]] = {}
+    """Fields WeChat gives inside an object of the row: field -> that object's key."""
+    first_data_day: t.ClassVar[dt.date] = FIRST_DATA_DAY
+    """The first day the endpoint has data for; earlier days are never asked."""
+    successor: t.ClassVar[str | None] = None
+    """The stream to select instead if WeChat retires this one's endpoint."""
 
     replication_key = REPLICATION_KEY
     is_sorted = True
@@ -247,8 +295,30 @@ class DatacubeStream(Stream):
             state = self.state_manager.find_context_state({"app_id": app_id})
             if state is not None:
                 bookmark = read_bookmark(state, self.name, app_id, run.latest)
-        first = first_day_to_read(run.first_day, bookmark, run.lookback_days)
+        if self.name in run.retired:
+            return []
+        first = first_day_to_read(self.first_day, bookmark, run.lookback_days)
         return list(windows(first, run.last_day, self.max_days))
+
+    @cached_property
+    def first_day(self) -> dt.date:
+        """The first day this stream reads: the run's, or the endpoint's first day if later.
+
+        Said once at INFO when the run's start is earlier (a setting for every stream, not an
+        error for this one).
+        """
+        first = self.run.first_day
+        if first >= self.first_data_day:
+            return first
+        self.logger.info(
+            "%s: WeChat keeps its data from %s on; start_date %s is earlier, so %s is read from %s",
+            self.name,
+            self.first_data_day,
+            first,
+            self.name,
+            self.first_data_day,
+        )
+        return self.first_data_day
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         """Read the account's days, one window after another, and yield their rows in order.
@@ -266,6 +336,8 @@ class DatacubeStream(Stream):
         if context is None:  # pragma: no cover - the SDK always passes a partition
             return
         run = self.run
+        if self.name in run.retired:  # said once, in the summary
+            return
         account = run.accounts[context["app_id"]]
         if account.failure:
             self.logger.warning(
@@ -282,20 +354,40 @@ class DatacubeStream(Stream):
         self._log_plan(account.app_id, plan)
         state = self.get_context_state(context)
         lookahead = run.lookahead
+        held = False  # a window was not read in full: the bookmark stays before it
+        delayed: list[Window] = []
         for window in plan:
             task = Task(self.name, account.app_id, window)
             try:
                 result = lookahead.take(task) if lookahead else self.fetch(task)
             except StopRequestedError:
                 raise Stopping from None  # the run is stopping: not this account's failure
+            except EndpointRetiredError as exc:
+                self._retire(exc)
+                break
             except Exception as exc:  # noqa: BLE001 - whatever it is, it ends this account only
                 self._fail(account, exc)
-                return
+                break
             self._time_extracted = dt.datetime.now(dt.timezone.utc)
             yield from result.records
-            if result.read_through is not None:
+            if result.read_through is not None and not held:
                 self._checkpoint(state, result.read_through)
+            held = held or result.read_through != window.end
+            if result.delayed:
+                delayed.append(window)
         self._time_extracted = None
+        self._warn_delayed(account.app_id, delayed)
+
+    def _warn_delayed(self, app_id: str, delayed: list[Window]) -> None:
+        """One warning per account and run naming the days WeChat says are not final."""
+        if delayed:
+            self.logger.warning(
+                "%s %s: WeChat says %s not final yet (is_delay); loaded as they are now, and "
+                "read again by the next run",
+                app_id,
+                self.name,
+                ", ".join(map(str, delayed)) + (" is" if len(delayed) == 1 else " are"),
+            )
 
     def _log_plan(self, app_id: str, plan: list[Window]) -> None:
         # One line per account is useful for a few accounts, noise for thousands.
@@ -319,6 +411,37 @@ class DatacubeStream(Stream):
         if self.run.lookahead:
             self.run.lookahead.drop(account.app_id)
 
+    def _retire(self, error: EndpointRetiredError) -> None:
+        """End this stream for every account: WeChat has retired its endpoint."""
+        run = self.run
+        if self.name in run.retired:
+            return
+        self.logger.warning(
+            "%s: WeChat answered that %s is offline (errcode %s); %s stops for every account, "
+            "the other streams go on",
+            self.name,
+            self.path,
+            error.errcode,
+            self.name,
+        )
+        run.retired[self.name] = self.retirement_line(error)
+
+    def retirement_line(self, error: EndpointRetiredError) -> str:
+        """The end-of-run line for this stream's retired endpoint: what happened, what to do."""
+        others = [name for name in self._tap.streams if name != self.name]
+        if self.successor:
+            instead = f"{self.successor} is the stream that replaces it"
+        else:
+            instead = "WeChat names no successor that this tap reads"
+        return (
+            f"{self.name}: WeChat has retired its endpoint {self.path} (errcode "
+            f"{error.errcode}: {error.errmsg}); {self.name} was stopped for every account and "
+            f"its bookmarks are kept, the other streams were read. Deselect it, keeping "
+            f"{' and '.join(others)} selected: `meltano select {MELTANO_PLUGIN} '*' '*'` then "
+            f"`meltano select {MELTANO_PLUGIN} --exclude {self.name} '*'` (an exclusion alone "
+            f"deselects every stream); {instead}"
+        )
+
     def _checkpoint(self, state: dict[str, t.Any], read_through: dt.date) -> None:
         """Move the account's bookmark to ``read_through`` (never back); write STATE if due."""
         day = read_through.isoformat()
@@ -340,10 +463,17 @@ class DatacubeStream(Stream):
         account = self.run.accounts[task.app_id]
         window = task.window
         what = f"{account.app_id} {self.name} {window}"
+        if self.name in self.run.retired:  # fetched ahead before the retirement was seen
+            msg = f"{what}: the endpoint is retired"
+            raise EndpointRetiredError(47009, msg)
         try:
             body = self._request(account, window, what)
             records = self.parse_rows(body, window, account.app_id, what)
-            return WindowResult(records, self.read_through(window, records, body))
+            return WindowResult(
+                records,
+                self.read_through(window, records, body),
+                delayed=body.get("is_delay") is True,
+            )
         except (WeChatError, StopRequestedError):
             raise
         except Exception as exc:
@@ -359,8 +489,9 @@ class DatacubeStream(Stream):
     ) -> dt.date | None:
         """Return the last day of ``window`` that counts as read, or None if none does.
 
-        Every day counts, except the latest published day while its answer is empty: WeChat
-        may not have published it yet (at 08:00:01), so the next run asks for it again.
+        Every day counts, except the latest published day while its answer is empty (WeChat
+        may not have published it yet, at 08:00:01), and every day of an answer that says
+        ``is_delay: true`` (WeChat's figures for it are not final): the next run asks again.
 
         Args:
             window: The days asked for.
@@ -370,7 +501,8 @@ class DatacubeStream(Stream):
         Returns:
             The day the bookmark may move to.
         """
-        del body
+        if body.get("is_delay") is True:
+            return None
         last = window.end
         if last == self.run.latest and not any(r["ref_date"] == last.isoformat() for r in records):
             last -= dt.timedelta(days=1)
@@ -412,12 +544,12 @@ class DatacubeStream(Stream):
         outside: list[str] = []
         duplicates = 0
         key_fields = self.key_fields
-        int_fields = key_fields[1:] + COUNT_FIELDS
+        rules = self._field_rules
         # ref_date -> whether it lies in the window: a day's rows share one date, checked once.
         inside: dict[str, bool] = {}
         for row in rows:
             try:
-                record = self._row_to_record(row, app_id, int_fields, inside, window)
+                record = self._row_to_record(row, app_id, rules, inside, window)
             except RowError as exc:
                 msg = f"{what}: {exc}; row: {row!r}"
                 raise RowError(msg) from None
@@ -444,11 +576,31 @@ class DatacubeStream(Stream):
             self.logger.warning("%s: dropped %d exact duplicate row(s)", what, duplicates)
         return [records[key] for key in sorted(records)]
 
+    @cached_property
+    def _field_rules(self) -> tuple[_FieldRule, ...]:
+        """How each field after ``ref_date`` is read: key fields, then counts."""
+        cls = type(self)
+        properties = t.cast("dict[str, t.Any]", cls.schema)["properties"]
+        rules = []
+        for field in cls.primary_keys[2:] + cls.count_fields:
+            holder = cls.held_in.get(field)
+            text = field not in cls.count_fields and "string" in properties[field]["type"]
+            rules.append(
+                _FieldRule(
+                    field,
+                    holder,
+                    f"{holder}.{field}" if holder else field,
+                    _as_text if text else _as_int,
+                    field in cls.count_fields,
+                )
+            )
+        return tuple(rules)
+
     def _row_to_record(
         self,
         row: object,
         app_id: str,
-        int_fields: tuple[str, ...],
+        rules: tuple[_FieldRule, ...],
         inside: dict[str, bool],
         window: Window,
     ) -> dict[str, t.Any]:
@@ -470,16 +622,21 @@ class DatacubeStream(Stream):
                 raise RowError(msg)
             inside[ref_date] = day in window  # type: ignore[index]
         record: dict[str, t.Any] = {"app_id": app_id, "ref_date": ref_date}
-        for field in int_fields:
-            record[field] = _as_int(row, field)
-        for field in COUNT_FIELDS:
-            if record[field] < 0:
-                msg = f"a row has {field}={record[field]}, a negative count"
+        for field, holder, label, read, is_count in rules:
+            if holder is None:
+                value = read(row.get(field), label)
+            else:
+                held = row.get(holder)
+                value = read(held.get(field) if isinstance(held, dict) else None, label)
+            if is_count and value < 0:
+                msg = f"a row has {label}={value}, a negative count"
                 raise RowError(msg)
+            record[field] = value
         if "ref_hour" in record and record["ref_hour"] not in HOURS:
             msg = f"a row has ref_hour={record['ref_hour']}, not one of 0, 100, ..., 2300"
             raise RowError(msg)
-        if (scene := record["share_scene"]) not in SHARE_SCENES and scene not in self._new_scenes:
+        scene = record.get("share_scene")
+        if scene is not None and scene not in SHARE_SCENES and scene not in self._new_scenes:
             self._new_scenes.add(scene)  # one warning per scene and run, not one per row
             self.logger.warning(
                 "%s: share_scene %s is not one WeChat documents (1, 2, 255); loaded as is",
@@ -512,6 +669,7 @@ class ShareHourStream(DatacubeStream):
     path = "/datacube/getusersharehour"
     max_days = 1
     primary_keys = ("app_id", "ref_date", "ref_hour", "share_scene")
+    successor = "article_share"
     schema = th.PropertiesList(
         _APP_ID,
         _REF_DATE,
@@ -533,4 +691,40 @@ class ShareDayStream(DatacubeStream):
     path = "/datacube/getusershare"
     max_days = 7
     primary_keys = ("app_id", "ref_date", "share_scene")
+    successor = "article_share"
     schema = th.PropertiesList(_APP_ID, _REF_DATE, _SCENE, *_COUNTS).to_dict()
+
+
+class ArticleShareStream(DatacubeStream):
+    """People who shared each published article, per day (``getarticleshare``: one day a request).
+
+    WeChat keeps this data from 2025-11-01 on. Its answers say whether the day's figures are
+    final (``is_delay``); a day that is not is loaded and read again by the next run.
+    """
+
+    name = "article_share"
+    path = "/datacube/getarticleshare"
+    max_days = 1
+    primary_keys = ("app_id", "ref_date", "msgid")
+    count_fields = ("share_user",)
+    held_in: t.ClassVar[Mapping[str, str]] = {"share_user": "detail"}
+    first_data_day = ARTICLE_SHARE_FIRST_DAY
+    schema = th.PropertiesList(
+        _APP_ID,
+        _REF_DATE,
+        th.Property(
+            "msgid",
+            th.StringType,
+            required=True,
+            description=(
+                "The published article as WeChat names it: the message's msg_data_id, an "
+                "underscore, and the article's index in that message (e.g. 2247490098_1)."
+            ),
+        ),
+        th.Property(
+            "share_user",
+            th.IntegerType,
+            required=True,
+            description="People who shared the article that day (WeChat's detail.share_user).",
+        ),
+    ).to_dict()

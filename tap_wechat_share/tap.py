@@ -29,7 +29,12 @@ from tap_wechat_share.settings import (
     settings_errors,
 )
 from tap_wechat_share.state import take_in_old_shapes
-from tap_wechat_share.streams import DatacubeStream, ShareDayStream, ShareHourStream
+from tap_wechat_share.streams import (
+    ArticleShareStream,
+    DatacubeStream,
+    ShareDayStream,
+    ShareHourStream,
+)
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -93,8 +98,8 @@ class TapWeChatShare(Tap):
 
     @override
     def discover_streams(self) -> list[DatacubeStream]:
-        """Return the streams: ``share_hour`` and ``share_day``."""
-        return [ShareHourStream(self), ShareDayStream(self)]
+        """Return the streams: ``share_hour``, ``share_day`` and ``article_share``."""
+        return [ShareHourStream(self), ShareDayStream(self), ArticleShareStream(self)]
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -265,8 +270,10 @@ class TapWeChatShare(Tap):
             sys.exit(1)
 
     def _summarise(self, run: Run) -> int:
+        for line in run.retired.values():
+            self.logger.error("%s", line)
         if not (failed := run.failed()):
-            return 0
+            return 1 if run.retired else 0
         if len(run.accounts) == 1:
             self.logger.error("The account failed: %s", failed[0].failure)
             return 1

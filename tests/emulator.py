@@ -8,6 +8,12 @@ Standard library only, real HTTP on 127.0.0.1. It serves:
 * ``POST /datacube/getusersharehour`` and ``POST /datacube/getusershare``: deterministic, realistic
   share analytics, with WeChat's date rules (end_date at most yesterday, data from 2014-12-01 on,
   maximum span 1 and 7 days).
+* ``POST /datacube/getarticleshare``: people who shared each published article per day (articles
+  published on some days, shared over the following days), one day per request, data from
+  2025-11-01 on, ``is_delay`` true for the latest day on demand (``delay_latest``).
+
+Any datacube endpoint can be retired (:meth:`WeChatEmulator.retire`): it then answers errcode
+47009, as third-party code reports WeChat does for an endpoint taken offline.
 
 Like WeChat, errors are HTTP 200 with ``{"errcode": N, "errmsg": "..."}``. Faults (errors, broken
 proxies, connection resets, delays, bad rows, token rotation) can be injected with :class:`Fault`.
@@ -49,6 +55,8 @@ if TYPE_CHECKING:
     from typing import Self
 
 __all__ = [
+    "ARTICLE_FIRST_DAY",
+    "ARTICLE_PATH",
     "DAILY_PATH",
     "FAULT_KINDS",
     "FIRST_DAY",
@@ -64,13 +72,17 @@ __all__ = [
 
 HOURLY_PATH = "/datacube/getusersharehour"
 DAILY_PATH = "/datacube/getusershare"
+ARTICLE_PATH = "/datacube/getarticleshare"
 _CGI_BIN = "/cgi-bin"
 STABLE_TOKEN_PATH = f"{_CGI_BIN}/stable_token"
 LEGACY_TOKEN_PATH = f"{_CGI_BIN}/token"
-DATACUBE_PATHS = frozenset({HOURLY_PATH, DAILY_PATH})
-KNOWN_PATHS = frozenset({HOURLY_PATH, DAILY_PATH, STABLE_TOKEN_PATH, LEGACY_TOKEN_PATH})
-MAX_SPAN_DAYS = {HOURLY_PATH: 1, DAILY_PATH: 7}
+DATACUBE_PATHS = frozenset({HOURLY_PATH, DAILY_PATH, ARTICLE_PATH})
+KNOWN_PATHS = DATACUBE_PATHS | {STABLE_TOKEN_PATH, LEGACY_TOKEN_PATH}
+MAX_SPAN_DAYS = {HOURLY_PATH: 1, DAILY_PATH: 7, ARTICLE_PATH: 1}
 FIRST_DAY = dt.date(2014, 12, 1)
+ARTICLE_FIRST_DAY = dt.date(2025, 11, 1)
+"""getarticleshare's data begins on this day; earlier dates are answered with errcode 61501."""
+RETIRED_ERRCODE = 47009
 TOKEN_EXPIRES_IN = 7200
 
 # Faults that change how a call is answered (checked when the call arrives).
@@ -101,6 +113,10 @@ _SCENES: tuple[tuple[int, float], ...] = ((1, 1.0), (2, 0.55), (255, 0.12))
 _EMPTY_DAY_ONE_IN = 6  # about one day in six has no shares at all
 _MISSING_SCENE_BYTE = 40  # a scene is left out of an hour when its byte is below this (~16 %)
 _CACHE_LIMIT = 200_000
+_PUBLISH_ONE_IN = 2  # about one day in two has a publication
+_SHARED_FOR_DAYS = 5  # an article is shared on its day and the four days after it
+_MSG_DATA_ID_BASE = 2_247_480_000
+_DELAYED_SHARE = 0.6  # a day that is not final yet shows about 60 % of its final sharers
 
 _ERRMSG = {
     -1: "system error",
@@ -114,6 +130,7 @@ _ERRMSG = {
     47001: "data format error",
     61500: "date format error",
     61501: "date range error",
+    RETIRED_ERRCODE: "this api is offline, please use the new api",
 }
 
 
@@ -336,6 +353,8 @@ class WeChatEmulator:
         self._stable: dict[str, str] = {}  # app -> its current stable token
         self._cache: dict[tuple[str, dt.date], tuple[tuple[Row, ...], tuple[Row, ...]]] = {}
         self._app_scale: dict[str, float] = {}
+        self._retired: set[str] = set()
+        self.delay_latest = False
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
@@ -459,6 +478,11 @@ class WeChatEmulator:
         with self._lock:
             self._faults.clear()
 
+    def retire(self, path: str) -> None:
+        """Take datacube ``path`` offline: every call to it answers errcode 47009 from now on."""
+        with self._lock:
+            self._retired.add(path)
+
     # ----------------------------------------------------------------- tokens
 
     def issue_token(self, app_id: str) -> str:
@@ -496,6 +520,36 @@ class WeChatEmulator:
     def daily_rows(self, app_id: str, day: dt.date) -> list[Row]:
         """The exact rows ``getusershare`` serves for ``app_id`` and ``day`` (fresh copies)."""
         return [dict(row) for row in self._day_data(app_id, day)[1]]
+
+    def article_rows(self, app_id: str, day: dt.date, *, delayed: bool = False) -> list[Row]:
+        """The exact rows ``getarticleshare`` serves for ``app_id`` and ``day`` (fresh copies).
+
+        Articles are published on about one day in two (one to three articles a publication,
+        ``msgid`` = msg_data_id, an underscore, the article's index from 1) and shared on their
+        day and the four days after it, fewer people each day. ``delayed``: the figures served
+        while the day is not final (:attr:`delay_latest`), about 60 % of the final ones.
+        """
+        rows: list[dict[str, object]] = []
+        for back in range(_SHARED_FOR_DAYS):
+            published = day - dt.timedelta(days=back)
+            publication = _digest(self._seed, app_id, "article", published.isoformat())
+            if publication[0] % _PUBLISH_ONE_IN != 0:
+                continue
+            msg_data_id = _MSG_DATA_ID_BASE + published.toordinal() % 1_000_000
+            for index in range(1, 2 + publication[1] % 3):
+                peak = self._scale(app_id) * (20 + publication[1 + index] % 180) / index
+                users = int(peak / (1 + 2 * back) * (0.8 + 0.4 * publication[5 + back] / 255))
+                if delayed:
+                    users = int(users * _DELAYED_SHARE)
+                if users > 0:
+                    rows.append(
+                        {
+                            "ref_date": day.isoformat(),
+                            "msgid": f"{msg_data_id}_{index}",
+                            "detail": {"share_user": users},
+                        }
+                    )
+        return cast("list[Row]", sorted(rows, key=lambda row: str(row["msgid"])))
 
     def _scale(self, app_id: str) -> float:
         scale = self._app_scale.get(app_id)
@@ -729,19 +783,24 @@ class WeChatEmulator:
 
     def _datacube(self, call: Call, payload: object) -> _Answer:
         with self._lock:
+            retired = call.path in self._retired
             valid = call.token is not None and call.token in self._valid
+        if retired:
+            return _error(RETIRED_ERRCODE)
         if not valid or call.app_id is None:
             return _error(40001)
-        if not isinstance(payload, dict):
-            return _error(61500)
-        begin = _parse_date(payload.get("begin_date"))
-        end = _parse_date(payload.get("end_date"))
+        fields = payload if isinstance(payload, dict) else {}
+        begin = _parse_date(fields.get("begin_date"))
+        end = _parse_date(fields.get("end_date"))
         if begin is None or end is None:
             return _error(61500)
         yesterday = self.today - dt.timedelta(days=1)
         span = (end - begin).days + 1
-        if begin > end or end > yesterday or begin < FIRST_DAY or span > MAX_SPAN_DAYS[call.path]:
+        first = ARTICLE_FIRST_DAY if call.path == ARTICLE_PATH else FIRST_DAY
+        if begin > end or end > yesterday or begin < first or span > MAX_SPAN_DAYS[call.path]:
             return _error(61501)
+        if call.path == ARTICLE_PATH:
+            return self._articles(call, call.app_id, begin, latest=end == yesterday)
         hourly = call.path == HOURLY_PATH
         rows: list[Row] = []
         for offset in range(span):
@@ -753,6 +812,16 @@ class WeChatEmulator:
             _spoil(fault.kind, rows, begin, hourly=hourly, value=fault.value)
             outcome = f"ok {fault.kind}"
         return _json_answer({"list": rows}, outcome)
+
+    def _articles(self, call: Call, app_id: str, day: dt.date, *, latest: bool) -> _Answer:
+        delayed = self.delay_latest and latest
+        articles = self.article_rows(app_id, day, delayed=delayed)
+        outcome = "ok delayed" if delayed else "ok"
+        fault = self._take_fault(_DATA_FAULTS, call)
+        if fault is not None:
+            _spoil_articles(fault.kind, articles, day)
+            outcome = f"ok {fault.kind}"
+        return _json_answer({"list": articles, "is_delay": delayed}, outcome)
 
 
 def _stray_rows(begin: dt.date, *, hourly: bool) -> list[Row]:
@@ -795,6 +864,31 @@ def _spoil(kind: str, rows: list[Row], begin: dt.date, *, hourly: bool, value: o
     elif kind == "odd_value":
         odd: dict[str, object] = {"ref_date": iso, **hour, "share_scene": 1, "share_user": 1}
         rows.append(cast("Row", odd | {"share_count": value}))
+
+
+def _spoil_articles(kind: str, rows: list[Row], begin: dt.date) -> None:
+    """Alter getarticleshare ``rows`` in place as data fault ``kind`` says (as :func:`_spoil`).
+
+    ``bad_hour`` (no hours here) appends a row whose ``detail`` is not an object; ``negative`` a
+    row with ``detail.share_user`` -3; ``missing_key`` a row without ``msgid``.
+    """
+    iso = begin.isoformat()
+    extra: dict[str, object]
+    if kind == "stray":
+        stray = _years_before(begin, 3).isoformat()
+        extra = {"ref_date": stray, "msgid": "2247000001_1", "detail": {"share_user": 4}}
+        rows.insert(0, cast("Row", extra))
+        return
+    if kind == "duplicate":
+        rows.extend(dict(row) for row in rows[:1])
+        return
+    if kind == "bad_hour":
+        extra = {"ref_date": iso, "msgid": "2247000002_1", "detail": 12}
+    elif kind == "negative":
+        extra = {"ref_date": iso, "msgid": "2247000003_1", "detail": {"share_user": -3}}
+    else:  # missing_key
+        extra = {"ref_date": iso, "detail": {"share_user": 2}}
+    rows.append(cast("Row", extra))
 
 
 class _Server(ThreadingHTTPServer):
@@ -949,6 +1043,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per datacube answer")
     parser.add_argument("--seed", default="wechat", help="seed of the generated data")
     parser.add_argument(
+        "--retire",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="answer errcode 47009 (endpoint offline) for this path, e.g. /datacube/getusershare",
+    )
+    parser.add_argument(
+        "--delay-latest",
+        action="store_true",
+        help="answer getarticleshare for yesterday with is_delay true and provisional figures",
+    )
+    parser.add_argument(
         "--today",
         type=dt.date.fromisoformat,
         default=None,
@@ -965,6 +1071,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     emulator = WeChatEmulator(
         dict(args.app), today=args.today, latency=args.latency, seed=args.seed, port=args.port
     )
+    emulator.delay_latest = args.delay_latest
+    for path in args.retire:
+        emulator.retire(path)
     with emulator:
         print(f"emulator listening on {emulator.url}", flush=True)
         while not stopping.wait(0.2):
