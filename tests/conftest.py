@@ -148,6 +148,24 @@ def daily_rows(
     return _expected(emu.daily_rows, first, last, app_id)
 
 
+def article_rows(
+    emu: WeChatEmulator, first: str, last: str, app_id: str = APP_ID
+) -> list[dict[str, t.Any]]:
+    """The emulator's getarticleshare rows for first..last (final figures), as the tap's records."""
+
+    def records(app: str, day: dt.date) -> list[dict[str, int | str]]:
+        return [
+            {
+                "ref_date": row["ref_date"],
+                "msgid": row["msgid"],
+                "share_user": t.cast("dict[str, int]", row["detail"])["share_user"],
+            }
+            for row in emu.article_rows(app, day)
+        ]
+
+    return _expected(records, first, last, app_id)
+
+
 def _expected(
     rows_of: t.Callable[[str, dt.date], list[dict[str, int | str]]],
     first: str,
@@ -164,4 +182,6 @@ def _expected(
 
 def key_of(record: dict[str, t.Any]) -> tuple[t.Any, ...]:
     """A record's identity, for comparing sets of rows."""
-    return (record["app_id"], record["ref_date"], record.get("ref_hour"), record["share_scene"])
+    return tuple(
+        record.get(field) for field in ("app_id", "ref_date", "ref_hour", "share_scene", "msgid")
+    )

@@ -17,6 +17,7 @@ from tap_wechat_share.client import seconds_to_next_minute
 from tests.conftest import (
     APP_SECRET,
     TAP_EXECUTABLE,
+    article_rows,
     bookmark,
     daily_rows,
     hourly_rows,
@@ -215,8 +216,10 @@ def test_killed_run_resumed_from_its_last_state_loses_no_row(
 
     resumed = sync(config | {"lookback_days": 0}, copy.deepcopy(last_state))
     assert resumed.exit_code == 0
-    expected = hourly_rows(emulator, "2026-10-01", "2026-10-20") + daily_rows(
-        emulator, "2026-10-01", "2026-10-20"
+    expected = (
+        hourly_rows(emulator, "2026-10-01", "2026-10-20")
+        + daily_rows(emulator, "2026-10-01", "2026-10-20")
+        + article_rows(emulator, "2026-10-01", "2026-10-20")
     )
     # A target merging on the primary key ends up with exactly the served rows.
     merged = {key_of(r): r for r in first_records + resumed.records()}
