@@ -10,7 +10,8 @@ Standard library only, real HTTP on 127.0.0.1. It serves:
   maximum span 1 and 7 days).
 * ``POST /datacube/getarticleshare``: people who shared each published article per day (articles
   published on some days, shared over the following days), one day per request, data from
-  2025-11-01 on, ``is_delay`` true for the latest day on demand (``delay_latest``).
+  2025-11-01 on, ``is_delay`` true for the latest day on demand (``delay_latest``) or for any
+  day (``delayed_days``).
 
 Any datacube endpoint can be retired (:meth:`WeChatEmulator.retire`): it then answers errcode
 47009, as third-party code reports WeChat does for an endpoint taken offline.
@@ -113,8 +114,8 @@ _SCENES: tuple[tuple[int, float], ...] = ((1, 1.0), (2, 0.55), (255, 0.12))
 _EMPTY_DAY_ONE_IN = 6  # about one day in six has no shares at all
 _MISSING_SCENE_BYTE = 40  # a scene is left out of an hour when its byte is below this (~16 %)
 _CACHE_LIMIT = 200_000
-_PUBLISH_ONE_IN = 2  # about one day in two has a publication
-_SHARED_FOR_DAYS = 5  # an article is shared on its day and the four days after it
+_PUBLISH_ONE_IN = 3  # about one day in three has a publication
+_SHARED_FOR_DAYS = 3  # an article is shared on its day and the two days after it
 _MSG_DATA_ID_BASE = 2_247_480_000
 _DELAYED_SHARE = 0.6  # a day that is not final yet shows about 60 % of its final sharers
 
@@ -318,6 +319,9 @@ class WeChatEmulator:
 
     Attributes:
         latency: Seconds added to every datacube answer (may be changed at any time).
+        delay_latest: Whether getarticleshare answers for yesterday say ``is_delay: true``, with
+            provisional figures (about 60 % of the final ones); False: final figures.
+        delayed_days: Other days getarticleshare answers that way.
     """
 
     def __init__(
@@ -355,6 +359,7 @@ class WeChatEmulator:
         self._app_scale: dict[str, float] = {}
         self._retired: set[str] = set()
         self.delay_latest = False
+        self.delayed_days: set[dt.date] = set()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
@@ -524,10 +529,11 @@ class WeChatEmulator:
     def article_rows(self, app_id: str, day: dt.date, *, delayed: bool = False) -> list[Row]:
         """The exact rows ``getarticleshare`` serves for ``app_id`` and ``day`` (fresh copies).
 
-        Articles are published on about one day in two (one to three articles a publication,
+        Articles are published on about one day in three (one to three articles a publication,
         ``msgid`` = msg_data_id, an underscore, the article's index from 1) and shared on their
-        day and the four days after it, fewer people each day. ``delayed``: the figures served
-        while the day is not final (:attr:`delay_latest`), about 60 % of the final ones.
+        day and the two days after it, fewer people each day (so some days have no rows).
+        ``delayed``: the figures served while the day is not final (:attr:`delay_latest`), about
+        60 % of the final ones.
         """
         rows: list[dict[str, object]] = []
         for back in range(_SHARED_FOR_DAYS):
@@ -814,7 +820,7 @@ class WeChatEmulator:
         return _json_answer({"list": rows}, outcome)
 
     def _articles(self, call: Call, app_id: str, day: dt.date, *, latest: bool) -> _Answer:
-        delayed = self.delay_latest and latest
+        delayed = (self.delay_latest and latest) or day in self.delayed_days
         articles = self.article_rows(app_id, day, delayed=delayed)
         outcome = "ok delayed" if delayed else "ok"
         fault = self._take_fault(_DATA_FAULTS, call)
