@@ -26,6 +26,8 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -59,6 +61,7 @@ LOOKBACK_DAYS = 3
 
 HOURLY = "/datacube/getusersharehour"
 DAILY = "/datacube/getusershare"
+ARTICLE = "/datacube/getarticleshare"
 STABLE_TOKEN = "/cgi-bin/stable_token"
 LEGACY_TOKEN = "/cgi-bin/token"
 STATE_ID = "dev:tap-wechat-share-to-target-postgres"
@@ -384,6 +387,7 @@ def test_meltano_run_into_postgres_then_incremental(
     assert bookmarks(state) == {
         "share_hour": {FIRST_END.isoformat()},
         "share_day": {FIRST_END.isoformat()},
+        "article_share": set(),  # its data begins on 2025-11-01: no day to read in 2024
     }
 
     # ---- Second run, later end date: the lookback days and the new days only.
@@ -420,6 +424,7 @@ def test_meltano_run_into_postgres_then_incremental(
     assert bookmarks(state) == {
         "share_hour": {SECOND_END.isoformat()},
         "share_day": {SECOND_END.isoformat()},
+        "article_share": set(),
     }
     print(
         f"\n[meltano] install {meltano_project.install_seconds:.1f} s, first run "
@@ -615,3 +620,118 @@ def test_the_dev_environment_runs_into_duckdb_with_no_variable(
     served = len(emulator.hourly_rows("wxdemo0000000001", dt.date(2026, 11, 1)))
     assert served > 0
     assert int(count.stdout) == served
+
+
+ARTICLE_TODAY = dt.date(2025, 11, 8)
+ARTICLE_START = dt.date(2025, 10, 30)
+"""Before getarticleshare's first day (2025-11-01): those days are never asked of it."""
+ARTICLE_END = dt.date(2025, 11, 7)
+"""Yesterday for the emulator: the day WeChat says is not final in the first run."""
+
+
+def loaded_article_rows(pg: PostgresServer, schema: str) -> list[tuple[str, str, str, int]]:
+    """Every row of ``article_share`` (duplicates kept, so that they show)."""
+    rows = pg.query(f'SELECT app_id, ref_date, msgid, share_user FROM "{schema}".article_share')
+    return [(_text(a), _text(d), _text(m), int(_text(u))) for a, d, m, u in rows]
+
+
+def served_article_rows(
+    emu: WeChatEmulator, first: dt.date, last: dt.date, *, delayed: dt.date | None = None
+) -> set[tuple[str, str, str, int]]:
+    """What ``article_share`` must hold for first..last (``delayed``: that day is provisional)."""
+    return {
+        (APP_ID, str(row["ref_date"]), str(row["msgid"]), int(row["detail"]["share_user"]))  # type: ignore[index]
+        for day in days(first, last)
+        for row in emu.article_rows(APP_ID, day, delayed=day == delayed)
+    }
+
+
+def test_meltano_run_merges_a_delayed_day_and_deselects_a_retired_stream(
+    meltano_project: MeltanoProject, postgres: PostgresServer, postgres_schema: str
+) -> None:
+    """Issue 12 through Meltano into PostgreSQL.
+
+    First run: WeChat says the latest day is not final (``is_delay``) and has retired
+    getusershare. The run ends non-zero with one line; article_share holds the provisional
+    figures and share_hour loads. The two ``meltano select`` commands of that line are run as a
+    user would (no --environment). Second run: share_day is not asked, the delayed day is read
+    again and the target's merge leaves its final figures, once.
+    """
+    schema = postgres_schema
+    meltano_yml = meltano_project.root / "meltano.yml"
+    original = meltano_yml.read_text()
+    with WeChatEmulator(apps={APP_ID: APP_SECRET}, today=ARTICLE_TODAY) as emu:
+        emu.delay_latest = True
+        emu.retire(DAILY)
+        env = pipeline_env(meltano_project, emu, postgres, schema, ARTICLE_END)
+        env["TAP_WECHAT_SHARE_START_DATE"] = ARTICLE_START.isoformat()
+        # No lookback: only the bookmark, held before the delayed day, brings that day back.
+        env["TAP_WECHAT_SHARE_LOOKBACK_DAYS"] = "0"
+        meltano_project.run("state", "clear", "--force", STATE_ID, env=env)
+        try:
+            first = subprocess.run(
+                [str(MELTANO), "--environment=dev", "run", "tap-wechat-share", "target-postgres"],
+                cwd=meltano_project.root,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=600,
+            )
+            assert first.returncode != 0
+            lines = [
+                line for line in first.stderr.splitlines() if "has retired its endpoint" in line
+            ]
+            assert len(lines) == 1, first.stderr[-4000:]
+            assert "share_day" in lines[0]
+            assert "article_share is the stream that replaces it" in lines[0]
+            first_day = dt.date(2025, 11, 1)
+            assert min(str(c.begin_date) for c in emu.calls_to(ARTICLE)) == first_day.isoformat()
+            assert set(loaded_article_rows(postgres, schema)) == served_article_rows(
+                emu, first_day, ARTICLE_END, delayed=ARTICLE_END
+            )
+            assert set(loaded_hour_rows(postgres, schema)) == expected_hour_rows_from(
+                emu, ARTICLE_START, ARTICLE_END
+            )
+
+            commands = re.findall(r"`(meltano select [^`]+)`", lines[0])
+            assert len(commands) == 2
+            for command in commands:
+                subprocess.run(
+                    [str(MELTANO), *shlex.split(command)[1:]],
+                    cwd=meltano_project.root,
+                    env=env,
+                    capture_output=True,
+                    check=True,
+                    timeout=120,
+                )
+
+            emu.delay_latest = False
+            emu.reset_calls()
+            meltano_project.run("run", "tap-wechat-share", "target-postgres", env=env)
+            assert emu.calls_to(DAILY) == []
+            assert [c.begin_date for c in emu.calls_to(ARTICLE)] == [ARTICLE_END.isoformat()]
+            articles = loaded_article_rows(postgres, schema)
+            assert len(articles) == len(set(articles))
+            assert set(articles) == served_article_rows(emu, first_day, ARTICLE_END)
+            assert set(loaded_hour_rows(postgres, schema)) == expected_hour_rows_from(
+                emu, ARTICLE_START, ARTICLE_END
+            )
+        finally:
+            meltano_yml.write_text(original)
+
+
+def expected_hour_rows_from(emu: WeChatEmulator, first: dt.date, last: dt.date) -> set[HourRow]:
+    """The emulator's getusersharehour rows for first..last."""
+    return {
+        (
+            APP_ID,
+            str(row["ref_date"]),
+            int(row["ref_hour"]),
+            int(row["share_scene"]),
+            int(row["share_count"]),
+            int(row["share_user"]),
+        )
+        for day in days(first, last)
+        for row in emu.hourly_rows(APP_ID, day)
+    }
