@@ -7,10 +7,11 @@ import typing as t
 
 import pytest
 
-from tests.conftest import bookmark, hourly_rows, sync
+from tests.conftest import article_rows, bookmark, hourly_rows, sync
 from tests.emulator import Call, Fault, WeChatEmulator
 
 HOURLY = "/datacube/getusersharehour"
+ARTICLE = "/datacube/getarticleshare"
 DAILY = "/datacube/getusershare"
 STABLE = "/cgi-bin/stable_token"
 FIRST, LAST = "2026-10-01", "2026-11-09"  # 40 days
@@ -106,18 +107,19 @@ def test_simultaneous_refusals_of_the_token_lead_to_one_renewal(
     emulator: WeChatEmulator, config: dict[str, t.Any]
 ) -> None:
     emulator.latency = 0.02
-    # The first day's answer invalidates the token (as another service's force_refresh would)
-    # and refuses it. Days 2 to 5 went out with the same token at the same time; they are
-    # answered later, so they are refused too.
-    emulator.add_fault(Fault("rotate", path=HOURLY, day="2026-11-01"))
+    # The first stream the run reads (article_share: the SDK reads streams by name) is the one
+    # whose first requests go out together. The first day's answer invalidates the token (as
+    # another service's force_refresh would) and refuses it. Days 2 to 5 went out with the same
+    # token at the same time; they are answered later, so they are refused too.
+    emulator.add_fault(Fault("rotate", path=ARTICLE, day="2026-11-01"))
     for day in range(2, 6):
-        emulator.add_fault(Fault("delay", path=HOURLY, day=f"2026-11-{day:02d}", delay=0.15))
+        emulator.add_fault(Fault("delay", path=ARTICLE, day=f"2026-11-{day:02d}", delay=0.15))
     out = sync(config | {"max_concurrent_requests": 8})
     assert out.exit_code == 0
-    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
-    refused = [c for c in emulator.calls_to(HOURLY) if c.outcome == "errcode 40001"]
+    assert out.records("article_share") == article_rows(emulator, "2026-11-01", "2026-11-10")
+    refused = [c for c in emulator.calls_to(ARTICLE) if c.outcome == "errcode 40001"]
     assert len(refused) >= 5
     assert max_overlap(refused) >= 5, "the refusals were not simultaneous"
     assert len(emulator.calls_to(STABLE)) == 2  # the first token, and one renewal
-    answered = sorted(c.begin_date or "" for c in emulator.calls_to(HOURLY) if c.outcome == "ok")
+    answered = sorted(c.begin_date or "" for c in emulator.calls_to(ARTICLE) if c.outcome == "ok")
     assert answered == days("2026-11-01", "2026-11-10")
