@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import typing as t
 
 import pytest
+import requests
 
 from tap_wechat_share.dates import Window
 from tap_wechat_share.streams import DatacubeStream, RowError
@@ -16,6 +18,7 @@ from tests.conftest import (
     APP_ID_2,
     APP_SECRET,
     APP_SECRET_2,
+    TODAY,
     article_rows,
     bookmark,
     daily_rows,
@@ -252,3 +255,46 @@ def test_a_retired_endpoint_ends_only_its_stream_with_one_line_and_a_non_zero_ex
     calls = emulator.calls_to(DAILY_PATH)
     assert 1 <= len(calls) <= 2
     assert all(c.outcome == "errcode 47009" for c in calls)
+
+
+# The emulator's getarticleshare and retirement, over plain HTTP ---------------------------------
+
+
+def post(emu: WeChatEmulator, path: str, token: str, begin: str, end: str) -> dict[str, t.Any]:
+    body = {"begin_date": begin, "end_date": end}
+    response = requests.post(emu.url + path, params={"access_token": token}, json=body, timeout=5.0)
+    assert response.status_code == 200
+    answer: dict[str, t.Any] = response.json()
+    return answer
+
+
+def test_emulator_serves_getarticleshare_as_documented(emulator: WeChatEmulator) -> None:
+    token = emulator.issue_token(APP_ID)
+    answer = post(emulator, ARTICLE_PATH, token, "2025-11-01", "2025-11-01")
+    assert answer["is_delay"] is False
+    assert answer["list"] == emulator.article_rows(APP_ID, dt.date(2025, 11, 1))
+    assert answer["list"]
+    for served in answer["list"]:
+        assert set(served) == {"ref_date", "msgid", "detail"}
+        assert set(served["detail"]) == {"share_user"}
+        assert re.fullmatch(r"[0-9]+_[1-9]", served["msgid"])
+    # One day per request, nothing before 2025-11-01, nothing after yesterday.
+    for begin, end in [
+        ("2025-11-01", "2025-11-02"),
+        ("2025-10-31", "2025-10-31"),
+        (TODAY.isoformat(), TODAY.isoformat()),
+    ]:
+        assert post(emulator, ARTICLE_PATH, token, begin, end)["errcode"] == 61501
+    yesterday = (TODAY - dt.timedelta(days=1)).isoformat()
+    emulator.delay_latest = True
+    delayed = post(emulator, ARTICLE_PATH, token, yesterday, yesterday)
+    assert delayed["is_delay"] is True
+    assert post(emulator, ARTICLE_PATH, token, "2026-11-01", "2026-11-01")["is_delay"] is False
+
+
+def test_emulator_retires_an_endpoint_with_errcode_47009(emulator: WeChatEmulator) -> None:
+    token = emulator.issue_token(APP_ID)
+    emulator.retire(DAILY_PATH)
+    answer = post(emulator, DAILY_PATH, token, "2026-11-01", "2026-11-01")
+    assert answer == {"errcode": 47009, "errmsg": "this api is offline, please use the new api"}
+    assert "list" in post(emulator, ARTICLE_PATH, token, "2026-11-01", "2026-11-01")
