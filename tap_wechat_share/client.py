@@ -497,6 +497,7 @@ class WeChatClient:
         Raises:
             FatalError: When the last try failed, or WeChat answered an errcode that stops the
                 account (with an authenticator); names ``what`` and the fault.
+            EndpointRetiredError: When WeChat answered that the endpoint is offline (47009).
             ApiError: Without an authenticator, for such an errcode.
             StopRequestedError: When the run is stopping.
         """
@@ -525,6 +526,8 @@ class WeChatClient:
                     raise FatalError(msg) from None
                 authenticator.renew(exc.refused_token or "", exc)
                 renewed = True
+            except EndpointRetiredError:
+                raise  # not the account's fault: the stream decides (it ends for every account)
             except ApiError as exc:
                 if authenticator is None:
                     raise

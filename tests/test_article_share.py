@@ -10,6 +10,8 @@ import typing as t
 import pytest
 import requests
 
+from tap_wechat_share.authenticators import ReadyTokenAuthenticator
+from tap_wechat_share.client import EndpointRetiredError, WeChatClient
 from tap_wechat_share.dates import Window
 from tap_wechat_share.streams import DatacubeStream, RowError
 from tap_wechat_share.tap import TapWeChatShare
@@ -298,3 +300,15 @@ def test_emulator_retires_an_endpoint_with_errcode_47009(emulator: WeChatEmulato
     answer = post(emulator, DAILY_PATH, token, "2026-11-01", "2026-11-01")
     assert answer == {"errcode": 47009, "errmsg": "this api is offline, please use the new api"}
     assert "list" in post(emulator, ARTICLE_PATH, token, "2026-11-01", "2026-11-01")
+
+
+def test_the_client_hands_a_retired_endpoint_to_the_stream_with_an_authenticator_too(
+    emulator: WeChatEmulator,
+) -> None:
+    """Not turned into an account failure where the client renews tokens itself."""
+    emulator.retire(DAILY_PATH)
+    client = WeChatClient(emulator.url, max_tries=1)
+    authenticator = ReadyTokenAuthenticator(APP_ID, emulator.issue_token(APP_ID))
+    day = {"begin_date": "2026-11-01", "end_date": "2026-11-01"}
+    with pytest.raises(EndpointRetiredError):
+        client.post(DAILY_PATH, day, authenticator=authenticator, required="list")
