@@ -336,22 +336,10 @@ class DatacubeStream(Stream):
         if context is None:  # pragma: no cover - the SDK always passes a partition
             return
         run = self.run
-        if self.name in run.retired:  # said once, in the summary
-            return
         account = run.accounts[context["app_id"]]
-        if account.failure:
-            self.logger.warning(
-                "Skipping %s for %s: the account failed earlier in this run",
-                self.name,
-                account.app_id,
-            )
+        plan = self._account_plan(account)
+        if plan is None:
             return
-        try:
-            plan = self.read_plan(account.app_id)
-        except StateError as exc:
-            self._fail(account, exc)
-            return
-        self._log_plan(account.app_id, plan)
         state = self.get_context_state(context)
         lookahead = run.lookahead
         held = False  # a window was not read in full: the bookmark stays before it
@@ -377,6 +365,29 @@ class DatacubeStream(Stream):
                 delayed.append(window)
         self._time_extracted = None
         self._warn_delayed(account.app_id, delayed)
+
+    def _account_plan(self, account: Account) -> list[Window] | None:
+        """The account's windows in this stream; None if it has nothing to do here.
+
+        Nothing to do: the stream's endpoint is retired (said once, in the summary), the account
+        failed earlier in the run, or its bookmark is unusable (the account fails now).
+        """
+        if self.name in self.run.retired:
+            return None
+        if account.failure:
+            self.logger.warning(
+                "Skipping %s for %s: the account failed earlier in this run",
+                self.name,
+                account.app_id,
+            )
+            return None
+        try:
+            plan = self.read_plan(account.app_id)
+        except StateError as exc:
+            self._fail(account, exc)
+            return None
+        self._log_plan(account.app_id, plan)
+        return plan
 
     def _warn_delayed(self, app_id: str, delayed: list[Window]) -> None:
         """One warning per account and run naming the days WeChat says are not final."""
