@@ -290,15 +290,36 @@ class DatacubeStream(Stream):
             StateError: If the account's bookmark is unusable (see state.py).
         """
         run = self.run
-        bookmark = None
-        if self.replication_method != REPLICATION_FULL_TABLE:
-            state = self.state_manager.find_context_state({"app_id": app_id})
-            if state is not None:
-                bookmark = read_bookmark(state, self.name, app_id, run.latest)
+        bookmark = self.bookmark(app_id)
         if self.name in run.retired:
             return []
         first = first_day_to_read(self.first_day, bookmark, run.lookback_days)
         return list(windows(first, run.last_day, self.max_days))
+
+    def bookmark(self, app_id: str) -> dt.date | None:
+        """The account's bookmark in this stream (None: none, or the stream is read FULL_TABLE).
+
+        Raises:
+            StateError: If the bookmark is unusable (see state.py).
+        """
+        if self.replication_method == REPLICATION_FULL_TABLE:
+            return None
+        state = self.state_manager.find_context_state({"app_id": app_id})
+        return None if state is None else read_bookmark(state, self.name, app_id, self.run.latest)
+
+    def fail_unusable_bookmarks(self) -> None:
+        """Fail, before any request of the run, every account whose bookmark here is unusable.
+
+        So that such an account is read in none of its streams, not in those read before
+        this one.
+        """
+        for app_id, account in self.run.accounts.items():
+            if account.failure:
+                continue
+            try:
+                self.bookmark(app_id)
+            except StateError as exc:
+                self._fail(account, exc)
 
     @cached_property
     def first_day(self) -> dt.date:

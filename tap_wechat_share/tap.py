@@ -255,6 +255,8 @@ class TapWeChatShare(Tap):
                 take_in_old_shapes(
                     stream_state, stream.name, list(run.accounts), run.all_app_ids, self.logger
                 )
+        for stream in self._selected_streams():
+            stream.fail_unusable_bookmarks()
         try:
             super().sync_all()
         except Stopping:
