@@ -11,6 +11,11 @@ The job ``wechat_share_shards`` has three kinds of steps:
   and ``TAP_WECHAT_SHARE_SHARD_COUNT`` set: the tap reads only shard ``i``'s accounts and Meltano
   keeps the run's state under its own id, ``<environment>:tap-wechat-share-to-target-postgres:
   shard-<i>-of-<n>``. A failing shard fails its step only; the others finish and keep their state.
+  Each shard has a Meltano system directory of its own (``MELTANO_SYS_DIR_ROOT``,
+  ``.meltano/shards/shard-<i>-of-<n>``, linking to the installed plugins): ``meltano run`` writes
+  a plugin's catalog and state files to ``.meltano/run/<plugin>/`` whatever the state id, so two
+  runs of one tap in one project directory delete each other's files (seen here: "No such file
+  or directory: .meltano/run/tap-wechat-share/tap.properties.json"; meltano/meltano#8763).
 * ``shards_done`` logs the state ids once every shard has finished.
 
 The schedule ``wechat_share_daily`` starts it at 08:30 Asia/Shanghai, after WeChat publishes
@@ -82,6 +87,8 @@ SHARD_INDEX_SETTING = "TAP_WECHAT_SHARE_SHARD_INDEX"
 SHARD_COUNT_SETTING = "TAP_WECHAT_SHARE_SHARD_COUNT"
 STOP_GRACE_SECONDS = 30
 LOG_TAIL_LINES = 20
+OWN_DIRS = frozenset({"run", "logs", "shards"})
+"""Directories of ``.meltano`` that each shard has of its own."""
 
 
 class MeltanoProject(ConfigurableResource):  # type: ignore[type-arg]  # as Dagster documents it
@@ -158,6 +165,13 @@ def plan_shards(
 ) -> Iterator[DynamicOutput[tuple[int, int]]]:
     """Check the shard count against the stored states and fan out one step per shard."""
     count = configured_shard_count(config)
+    database = os.environ.get("MELTANO_DATABASE_URI", "")
+    if count > 1 and (not database or database.startswith("sqlite")):
+        msg = (
+            "MELTANO_DATABASE_URI must name a PostgreSQL database (postgresql+psycopg://...) "
+            f"for {count} shards: they write states at the same time; SQLite allows one writer"
+        )
+        raise Failure(description=msg)
     environment = meltano.active_environment()
     base = state_id(environment, extractor=meltano.extractor, loader=meltano.loader)
     try:
@@ -176,6 +190,23 @@ def plan_shards(
     context.log.info("%d shard(s) of %s", count, base)
     for index in range(count):
         yield DynamicOutput((index, count), mapping_key=f"shard_{index}_of_{count}")
+
+
+def shard_sys_dir(project_root: Path, suffix: str) -> Path:
+    """A Meltano system directory of the shard's own, sharing the installed plugins.
+
+    It holds the shard's ``run/`` (catalog, config and state files handed to the plugins) and
+    ``logs/``; every other directory of the project's ``.meltano`` (the plugins' installations:
+    ``extractors/``, ``loaders/``, ...) is a symbolic link to the original.
+    """
+    base = Path(os.environ.get("MELTANO_SYS_DIR_ROOT") or project_root / ".meltano")
+    own = base / "shards" / suffix
+    own.mkdir(parents=True, exist_ok=True)
+    for entry in base.iterdir():
+        link = own / entry.name
+        if entry.is_dir() and entry.name not in OWN_DIRS and not link.is_symlink():
+            link.symlink_to(entry, target_is_directory=True)
+    return own
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
@@ -201,7 +232,12 @@ def run_shard(context: OpExecutionContext, meltano: MeltanoProject, shard: tuple
     suffix = shard_suffix(index, count)
     cli = meltano.cli()
     command = cli.command("run", meltano.extractor, meltano.loader, "--state-id-suffix", suffix)
-    env = {**os.environ, SHARD_INDEX_SETTING: str(index), SHARD_COUNT_SETTING: str(count)}
+    env = {
+        **os.environ,
+        SHARD_INDEX_SETTING: str(index),
+        SHARD_COUNT_SETTING: str(count),
+        "MELTANO_SYS_DIR_ROOT": str(shard_sys_dir(Path(meltano.project_root), suffix)),
+    }
     env.setdefault("NO_COLOR", "1")
     context.log.info("%s: meltano run %s %s", suffix, meltano.extractor, meltano.loader)
     tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)

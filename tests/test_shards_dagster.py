@@ -1,0 +1,361 @@
+"""The Dagster job of ``orchestration/dagster_wechat`` end to end: shards of accounts in parallel.
+
+The job runs in this process (``execute_job``) with Dagster's multiprocess executor: each shard's
+step is a process of its own running the real ``meltano run tap-wechat-share target-postgres
+--state-id-suffix shard-<i>-of-<n>``, in a throwaway copy of the project with its plugins
+installed (as in ``test_meltano_e2e.py``). The tap reads the WeChat emulator; target-postgres and
+Meltano's system database (``MELTANO_DATABASE_URI``, in a schema of its own) use the throwaway
+PostgreSQL of ``tests/postgres.py``. The steps inherit this process's environment, as they
+inherit the deployment's in production: the test sets the tap's, the target's and Meltano's
+variables with ``monkeypatch`` after removing the caller's.
+
+One test, four runs: 3 shards from no state; 3 shards again (incremental); 2 shards without
+resharding (refused before any call); ``scripts/reshard --from 3 --to 2`` then 2 shards, which
+read only ``lookback_days`` per account.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+import typing as t
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
+
+from orchestration.dagster_wechat.definitions import wechat_share_shards
+from orchestration.shards import MeltanoCli, accounts_in, shard_state_ids
+from tests.emulator import WeChatEmulator
+from tests.test_meltano_e2e import (
+    COPY_IGNORE,
+    DAILY,
+    HOURLY,
+    LEGACY_TOKEN,
+    MELTANO,
+    REPO,
+    SCRUBBED_PREFIXES,
+    days,
+    loaded_day_rows,
+    loaded_hour_rows,
+)
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from dagster import JobExecutionResult
+
+    from tests.postgres import PostgresServer
+
+pytest_plugins = ("tests.postgres",)
+
+ENVIRONMENT = "dev"
+TODAY = dt.date(2024, 3, 20)
+START = dt.date(2024, 3, 1)
+FIRST_END = dt.date(2024, 3, 6)
+SECOND_END = dt.date(2024, 3, 9)
+LOOKBACK_DAYS = 3
+"""The tap's default ``lookback_days``."""
+
+ACCOUNTS = 30
+APP_IDS = [f"wxshard{n:011d}" for n in range(1, ACCOUNTS + 1)]
+SECRETS = {app_id: f"shard-secret-{app_id[-4:]}-not-real" for app_id in APP_IDS}
+
+
+def shard_of(app_id: str, count: int) -> int:
+    """The shard of an account, as the tap's ``shard_count`` setting documents it."""
+    return int.from_bytes(hashlib.sha256(app_id.encode()).digest()[:8], "big") % count
+
+
+def own_accounts(index: int, count: int) -> set[str]:
+    return {app_id for app_id in APP_IDS if shard_of(app_id, count) == index}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A copy of the project with tap-wechat-share and target-postgres installed."""
+    root = tmp_path_factory.mktemp("shards") / "project"
+    shutil.copytree(REPO, root, ignore=COPY_IGNORE, symlinks=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
+    env.update(MELTANO_SEND_ANONYMOUS_USAGE_STATS="false", MELTANO_DISABLE_TRACKING="true")
+    out = subprocess.run(
+        [str(MELTANO), "install", "tap-wechat-share", "target-postgres"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    if out.returncode != 0:
+        pytest.fail(f"meltano install failed ({out.returncode}):\n{out.stdout[-6000:]}")
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def wechat() -> Iterator[WeChatEmulator]:
+    with WeChatEmulator(apps=SECRETS, today=TODAY) as emu:
+        yield emu
+
+
+def run_job(instance: DagsterInstance, root: Path, shard_count: int) -> JobExecutionResult:
+    """Run the Dagster job with ``shard_count`` shards, each step a process of its own."""
+    return execute_job(
+        reconstructable(wechat_share_shards),
+        instance=instance,
+        run_config={
+            "ops": {"plan_shards": {"config": {"shard_count": shard_count}}},
+            "resources": {
+                "meltano": {
+                    "config": {
+                        "project_root": str(root),
+                        "environment": ENVIRONMENT,
+                        "executable": str(MELTANO),
+                    }
+                }
+            },
+            "execution": {"config": {"max_concurrent": shard_count}},
+        },
+    )
+
+
+def step_messages(instance: DagsterInstance, result: JobExecutionResult) -> list[str]:
+    return [entry.user_message for entry in instance.all_logs(result.run_id)]
+
+
+def hourly_days_read(emu: WeChatEmulator) -> dict[str, list[str]]:
+    """app_id -> the days of its getusersharehour calls, in order, repeats kept."""
+    read: dict[str, list[str]] = collections.defaultdict(list)
+    for call in emu.calls_to(HOURLY):
+        assert call.outcome == "ok", call
+        assert call.app_id is not None
+        assert call.begin_date is not None
+        assert call.begin_date == call.end_date, call
+        read[call.app_id].append(call.begin_date)
+    return {app_id: sorted(found) for app_id, found in read.items()}
+
+
+def daily_days_read(emu: WeChatEmulator) -> dict[str, list[str]]:
+    """app_id -> the days its getusershare calls covered, repeats kept."""
+    read: dict[str, list[str]] = collections.defaultdict(list)
+    for call in emu.calls_to(DAILY):
+        assert call.outcome == "ok", call
+        assert call.app_id is not None
+        assert call.begin_date is not None
+        assert call.end_date is not None
+        first, last = dt.date.fromisoformat(call.begin_date), dt.date.fromisoformat(call.end_date)
+        read[call.app_id].extend(day.isoformat() for day in days(first, last))
+    return {app_id: sorted(found) for app_id, found in read.items()}
+
+
+def assert_each_account_read_once(emu: WeChatEmulator, first: dt.date, last: dt.date) -> None:
+    """Every account's days first..last were asked for exactly once, by both streams.
+
+    A day asked for twice is an account read by two shards.
+    """
+    expected = [day.isoformat() for day in days(first, last)]
+    assert hourly_days_read(emu) == dict.fromkeys(APP_IDS, expected)
+    assert daily_days_read(emu) == dict.fromkeys(APP_IDS, expected)
+    assert emu.calls_to(LEGACY_TOKEN) == []
+
+
+def assert_tables_hold_served_rows(
+    pg: PostgresServer, schema: str, emu: WeChatEmulator, last: dt.date
+) -> None:
+    """The union of the shards' loads is exactly the emulator's rows, each row once."""
+    hours = loaded_hour_rows(pg, schema)
+    served_hours = {
+        (
+            app_id,
+            str(r["ref_date"]),
+            int(r["ref_hour"]),
+            int(r["share_scene"]),
+            int(r["share_count"]),
+            int(r["share_user"]),
+        )
+        for app_id in APP_IDS
+        for day in days(START, last)
+        for r in emu.hourly_rows(app_id, day)
+    }
+    assert served_hours
+    assert len(hours) == len(set(hours)), "share_hour holds a row twice"
+    assert set(hours) == served_hours
+    day_rows = loaded_day_rows(pg, schema)
+    served_days = {
+        (
+            app_id,
+            str(r["ref_date"]),
+            int(r["share_scene"]),
+            int(r["share_count"]),
+            int(r["share_user"]),
+        )
+        for app_id in APP_IDS
+        for day in days(START, last)
+        for r in emu.daily_rows(app_id, day)
+    }
+    assert len(day_rows) == len(set(day_rows)), "share_day holds a row twice"
+    assert set(day_rows) == served_days
+
+
+def bookmarks_by_account(state: dict[str, t.Any], stream: str) -> dict[str, str]:
+    return {
+        part["context"]["app_id"]: str(part["replication_key_value"])[:10]
+        for part in state["bookmarks"][stream]["partitions"]
+        if part.get("replication_key_value")
+    }
+
+
+def test_dagster_job_runs_shards_in_parallel_then_reshards_3_to_2(
+    project: Path,
+    wechat: WeChatEmulator,
+    postgres: PostgresServer,
+    postgres_schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    emu = wechat
+    started = time.monotonic()
+    for name in list(os.environ):
+        if name.startswith(SCRUBBED_PREFIXES):
+            monkeypatch.delenv(name)
+    # Meltano's system database: the throwaway server, in a schema of its own.
+    system_schema = postgres.create_schema("meltano_system")
+    accounts = [
+        {"app_id": app_id, "app_secret": SECRETS[app_id]}
+        if n % 2
+        else {"app_id": app_id, "access_token": emu.issue_token(app_id)}
+        for n, app_id in enumerate(APP_IDS)
+    ]
+    env = {
+        "MELTANO_DATABASE_URI": (
+            f"postgresql+psycopg://{quote(postgres.user)}:{quote(postgres.password)}@"
+            f"{postgres.host}:{postgres.port}/{postgres.database}"
+            f"?options={quote(f'-csearch_path={system_schema}')}"
+        ),
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "MELTANO_DISABLE_TRACKING": "true",
+        "NO_COLOR": "1",
+        "TAP_WECHAT_SHARE_API_URL": emu.url,
+        "TAP_WECHAT_SHARE_APP_ID": "",  # the dev environment's demo app; accounts excludes it
+        "TAP_WECHAT_SHARE_ACCOUNTS": json.dumps(accounts),
+        "TAP_WECHAT_SHARE_START_DATE": START.isoformat(),
+        "TAP_WECHAT_SHARE_END_DATE": FIRST_END.isoformat(),
+        "TARGET_POSTGRES_HOST": postgres.host,
+        "TARGET_POSTGRES_PORT": str(postgres.port),
+        "TARGET_POSTGRES_USER": postgres.user,
+        "TARGET_POSTGRES_PASSWORD": postgres.password,
+        "TARGET_POSTGRES_DATABASE": postgres.database,
+        "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": postgres_schema,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    meltano = MeltanoCli(project, ENVIRONMENT, str(MELTANO))
+    (tmp_path / "dagster").mkdir()
+    instance = DagsterInstance.local_temp(tempdir=str(tmp_path / "dagster"))
+    try:
+        for count in (2, 3):
+            assert all(own_accounts(i, count) for i in range(count)), "a shard with no account"
+
+        # ---- 3 shards, no state yet: every account read once, by its own shard.
+        first = run_job(instance, project, 3)
+        assert first.success
+        assert emu.wait_idle()
+        assert_each_account_read_once(emu, START, FIRST_END)
+        assert_tables_hold_served_rows(postgres, postgres_schema, emu, FIRST_END)
+        messages = step_messages(instance, first)
+        ids = shard_state_ids(ENVIRONMENT, 3)
+        assert ids[0] == "dev:tap-wechat-share-to-target-postgres:shard-0-of-3"
+        for index, shard_id in enumerate(ids):
+            own = own_accounts(index, 3)
+            assert f"shard {index} of 3: {len(own)} of {ACCOUNTS} account(s)" in "\n".join(messages)
+            state = meltano.get_state(shard_id)
+            assert accounts_in(state) == {"share_hour": own, "share_day": own}, shard_id
+        assert f"3 shard(s) done: {', '.join(ids)}" in messages
+
+        # ---- 3 shards again, later end date: incremental, lookback days and new days only.
+        emu.reset_calls()
+        monkeypatch.setenv("TAP_WECHAT_SHARE_END_DATE", SECOND_END.isoformat())
+        second = run_job(instance, project, 3)
+        assert second.success
+        assert emu.wait_idle()
+        resume = FIRST_END - dt.timedelta(days=LOOKBACK_DAYS - 1)
+        assert_each_account_read_once(emu, resume, SECOND_END)
+        assert_tables_hold_served_rows(postgres, postgres_schema, emu, SECOND_END)
+        for index, shard_id in enumerate(ids):
+            state = meltano.get_state(shard_id)
+            own = own_accounts(index, 3)
+            assert bookmarks_by_account(state, "share_hour") == dict.fromkeys(
+                own, SECOND_END.isoformat()
+            )
+
+        # ---- 2 shards without resharding: refused before any meltano run or API call.
+        emu.reset_calls()
+        refused = run_job(instance, project, 2)
+        assert not refused.success
+        failures = [
+            event.step_key
+            for event in refused.all_events
+            if event.event_type == DagsterEventType.STEP_FAILURE
+        ]
+        assert failures == ["plan_shards"]
+        assert "scripts/reshard --from 3 --to 2" in "\n".join(
+            str(event.step_failure_data.error) if event.step_failure_data else ""
+            for event in refused.all_events
+            if event.event_type == DagsterEventType.STEP_FAILURE
+        )
+        assert emu.calls == []
+
+        # ---- Reshard 3 -> 2 with the documented script, in the project, then 2 shards.
+        reshard = subprocess.run(
+            [str(REPO / "scripts" / "reshard"), "--from", "3", "--to", "2"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert reshard.returncode == 0, reshard.stderr[-3000:]
+        assert f"share_hour: {ACCOUNTS} account(s) with a bookmark" in reshard.stdout
+        new_ids = shard_state_ids(ENVIRONMENT, 2)
+        for new_id in new_ids:
+            assert f"set {new_id}" in reshard.stdout
+            state = meltano.get_state(new_id)
+            assert bookmarks_by_account(state, "share_hour") == dict.fromkeys(
+                APP_IDS, SECOND_END.isoformat()
+            )
+        for secret in SECRETS.values():
+            assert secret not in reshard.stdout + reshard.stderr
+
+        emu.reset_calls()
+        third = run_job(instance, project, 2)
+        assert third.success
+        assert emu.wait_idle()
+        # No new day: each account reads exactly its lookback_days, once, by its new shard.
+        resume = SECOND_END - dt.timedelta(days=LOOKBACK_DAYS - 1)
+        assert_each_account_read_once(emu, resume, SECOND_END)
+        assert all(len(read) == LOOKBACK_DAYS for read in hourly_days_read(emu).values())
+        assert_tables_hold_served_rows(postgres, postgres_schema, emu, SECOND_END)
+        messages = step_messages(instance, third)
+        for index, new_id in enumerate(new_ids):
+            own = own_accounts(index, 2)
+            assert f"shard {index} of 2: {len(own)} of {ACCOUNTS} account(s)" in "\n".join(messages)
+            state = meltano.get_state(new_id)
+            # Its own accounts and, passed through untouched, the other shard's.
+            assert bookmarks_by_account(state, "share_hour") == dict.fromkeys(
+                APP_IDS, SECOND_END.isoformat()
+            )
+    finally:
+        instance.dispose()
+        postgres.drop_schema(system_schema)
+    print(f"\n[shards] four Dagster runs in {time.monotonic() - started:.1f} s")
