@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import time
 import typing as t
-from pathlib import Path
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import pytest
@@ -49,6 +49,7 @@ from tests.test_meltano_e2e import (
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from dagster import JobExecutionResult
 
@@ -101,12 +102,6 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def wechat() -> Iterator[WeChatEmulator]:
-    with WeChatEmulator(apps=SECRETS, today=TODAY) as emu:
-        yield emu
 
 
 def run_job(instance: DagsterInstance, root: Path, shard_count: int) -> JobExecutionResult:
@@ -216,16 +211,28 @@ def bookmarks_by_account(state: dict[str, t.Any], stream: str) -> dict[str, str]
     }
 
 
-def test_dagster_job_runs_shards_in_parallel_then_reshards_3_to_2(
+@dataclass(frozen=True)
+class Pipeline:
+    """What the runs of one test share."""
+
+    emu: WeChatEmulator
+    pg: PostgresServer
+    schema: str
+    project: Path
+    meltano: MeltanoCli
+    instance: DagsterInstance
+
+
+@pytest.fixture
+def pipeline(
     project: Path,
-    wechat: WeChatEmulator,
     postgres: PostgresServer,
     postgres_schema: str,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-) -> None:
-    emu = wechat
-    started = time.monotonic()
+) -> Iterator[Pipeline]:
+    """The emulator, and the environment of the job's steps (set here: the steps inherit it)."""
+    wechat = WeChatEmulator(apps=SECRETS, today=TODAY).start()
     for name in list(os.environ):
         if name.startswith(SCRUBBED_PREFIXES):
             monkeypatch.delenv(name)
@@ -234,7 +241,7 @@ def test_dagster_job_runs_shards_in_parallel_then_reshards_3_to_2(
     accounts = [
         {"app_id": app_id, "app_secret": SECRETS[app_id]}
         if n % 2
-        else {"app_id": app_id, "access_token": emu.issue_token(app_id)}
+        else {"app_id": app_id, "access_token": wechat.issue_token(app_id)}
         for n, app_id in enumerate(APP_IDS)
     ]
     env = {
@@ -246,7 +253,7 @@ def test_dagster_job_runs_shards_in_parallel_then_reshards_3_to_2(
         "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
         "MELTANO_DISABLE_TRACKING": "true",
         "NO_COLOR": "1",
-        "TAP_WECHAT_SHARE_API_URL": emu.url,
+        "TAP_WECHAT_SHARE_API_URL": wechat.url,
         "TAP_WECHAT_SHARE_APP_ID": "",  # the dev environment's demo app; accounts excludes it
         "TAP_WECHAT_SHARE_ACCOUNTS": json.dumps(accounts),
         "TAP_WECHAT_SHARE_START_DATE": START.isoformat(),
@@ -260,102 +267,126 @@ def test_dagster_job_runs_shards_in_parallel_then_reshards_3_to_2(
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    meltano = MeltanoCli(project, ENVIRONMENT, str(MELTANO))
     (tmp_path / "dagster").mkdir()
     instance = DagsterInstance.local_temp(tempdir=str(tmp_path / "dagster"))
     try:
-        for count in (2, 3):
-            assert all(own_accounts(i, count) for i in range(count)), "a shard with no account"
-
-        # ---- 3 shards, no state yet: every account read once, by its own shard.
-        first = run_job(instance, project, 3)
-        assert first.success
-        assert emu.wait_idle()
-        assert_each_account_read_once(emu, START, FIRST_END)
-        assert_tables_hold_served_rows(postgres, postgres_schema, emu, FIRST_END)
-        messages = step_messages(instance, first)
-        ids = shard_state_ids(ENVIRONMENT, 3)
-        assert ids[0] == "dev:tap-wechat-share-to-target-postgres:shard-0-of-3"
-        for index, shard_id in enumerate(ids):
-            own = own_accounts(index, 3)
-            assert f"shard {index} of 3: {len(own)} of {ACCOUNTS} account(s)" in "\n".join(messages)
-            state = meltano.get_state(shard_id)
-            assert accounts_in(state) == {"share_hour": own, "share_day": own}, shard_id
-        assert f"3 shard(s) done: {', '.join(ids)}" in messages
-
-        # ---- 3 shards again, later end date: incremental, lookback days and new days only.
-        emu.reset_calls()
-        monkeypatch.setenv("TAP_WECHAT_SHARE_END_DATE", SECOND_END.isoformat())
-        second = run_job(instance, project, 3)
-        assert second.success
-        assert emu.wait_idle()
-        resume = FIRST_END - dt.timedelta(days=LOOKBACK_DAYS - 1)
-        assert_each_account_read_once(emu, resume, SECOND_END)
-        assert_tables_hold_served_rows(postgres, postgres_schema, emu, SECOND_END)
-        for index, shard_id in enumerate(ids):
-            state = meltano.get_state(shard_id)
-            own = own_accounts(index, 3)
-            assert bookmarks_by_account(state, "share_hour") == dict.fromkeys(
-                own, SECOND_END.isoformat()
-            )
-
-        # ---- 2 shards without resharding: refused before any meltano run or API call.
-        emu.reset_calls()
-        refused = run_job(instance, project, 2)
-        assert not refused.success
-        failures = [
-            event.step_key
-            for event in refused.all_events
-            if event.event_type == DagsterEventType.STEP_FAILURE
-        ]
-        assert failures == ["plan_shards"]
-        assert "scripts/reshard --from 3 --to 2" in "\n".join(
-            str(event.step_failure_data.error) if event.step_failure_data else ""
-            for event in refused.all_events
-            if event.event_type == DagsterEventType.STEP_FAILURE
+        yield Pipeline(
+            emu=wechat,
+            pg=postgres,
+            schema=postgres_schema,
+            project=project,
+            meltano=MeltanoCli(project, ENVIRONMENT, str(MELTANO)),
+            instance=instance,
         )
-        assert emu.calls == []
-
-        # ---- Reshard 3 -> 2 with the documented script, in the project, then 2 shards.
-        reshard = subprocess.run(
-            [str(REPO / "scripts" / "reshard"), "--from", "3", "--to", "2"],
-            cwd=project,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-        assert reshard.returncode == 0, reshard.stderr[-3000:]
-        assert f"share_hour: {ACCOUNTS} account(s) with a bookmark" in reshard.stdout
-        new_ids = shard_state_ids(ENVIRONMENT, 2)
-        for new_id in new_ids:
-            assert f"set {new_id}" in reshard.stdout
-            state = meltano.get_state(new_id)
-            assert bookmarks_by_account(state, "share_hour") == dict.fromkeys(
-                APP_IDS, SECOND_END.isoformat()
-            )
-        for secret in SECRETS.values():
-            assert secret not in reshard.stdout + reshard.stderr
-
-        emu.reset_calls()
-        third = run_job(instance, project, 2)
-        assert third.success
-        assert emu.wait_idle()
-        # No new day: each account reads exactly its lookback_days, once, by its new shard.
-        resume = SECOND_END - dt.timedelta(days=LOOKBACK_DAYS - 1)
-        assert_each_account_read_once(emu, resume, SECOND_END)
-        assert all(len(read) == LOOKBACK_DAYS for read in hourly_days_read(emu).values())
-        assert_tables_hold_served_rows(postgres, postgres_schema, emu, SECOND_END)
-        messages = step_messages(instance, third)
-        for index, new_id in enumerate(new_ids):
-            own = own_accounts(index, 2)
-            assert f"shard {index} of 2: {len(own)} of {ACCOUNTS} account(s)" in "\n".join(messages)
-            state = meltano.get_state(new_id)
-            # Its own accounts and, passed through untouched, the other shard's.
-            assert bookmarks_by_account(state, "share_hour") == dict.fromkeys(
-                APP_IDS, SECOND_END.isoformat()
-            )
     finally:
         instance.dispose()
         postgres.drop_schema(system_schema)
-    print(f"\n[shards] four Dagster runs in {time.monotonic() - started:.1f} s")
+        wechat.stop()
+
+
+def assert_shard_logged(messages: list[str], index: int, count: int) -> None:
+    """The tap's line naming its shard reached Dagster's event log."""
+    line = f"shard {index} of {count}: {len(own_accounts(index, count))} of {ACCOUNTS} account(s)"
+    assert any(line in message for message in messages), line
+
+
+def run_three_shards_twice(p: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """3 shards from no state, then again with a later end date (incremental)."""
+    first = run_job(p.instance, p.project, 3)
+    assert first.success
+    assert p.emu.wait_idle()
+    assert_each_account_read_once(p.emu, START, FIRST_END)
+    assert_tables_hold_served_rows(p.pg, p.schema, p.emu, FIRST_END)
+    messages = step_messages(p.instance, first)
+    ids = shard_state_ids(ENVIRONMENT, 3)
+    assert ids[0] == "dev:tap-wechat-share-to-target-postgres:shard-0-of-3"
+    for index, shard_id in enumerate(ids):
+        assert_shard_logged(messages, index, 3)
+        own = own_accounts(index, 3)
+        state = p.meltano.get_state(shard_id)
+        assert accounts_in(state) == {"share_hour": own, "share_day": own}, shard_id
+    assert f"3 shard(s) done: {', '.join(ids)}" in messages
+
+    p.emu.reset_calls()
+    monkeypatch.setenv("TAP_WECHAT_SHARE_END_DATE", SECOND_END.isoformat())
+    second = run_job(p.instance, p.project, 3)
+    assert second.success
+    assert p.emu.wait_idle()
+    resume = FIRST_END - dt.timedelta(days=LOOKBACK_DAYS - 1)
+    assert_each_account_read_once(p.emu, resume, SECOND_END)
+    assert_tables_hold_served_rows(p.pg, p.schema, p.emu, SECOND_END)
+    for index, shard_id in enumerate(ids):
+        state = p.meltano.get_state(shard_id)
+        own = own_accounts(index, 3)
+        assert bookmarks_by_account(state, "share_hour") == dict.fromkeys(
+            own, SECOND_END.isoformat()
+        )
+
+
+def refuse_two_shards_without_reshard(p: Pipeline) -> None:
+    """A new shard count with no states of its own stops before any meltano run or API call."""
+    p.emu.reset_calls()
+    refused = run_job(p.instance, p.project, 2)
+    assert not refused.success
+    failures = [
+        event for event in refused.all_events if event.event_type == DagsterEventType.STEP_FAILURE
+    ]
+    assert [event.step_key for event in failures] == ["plan_shards"]
+    errors = [str(event.step_failure_data.error) for event in failures if event.step_failure_data]
+    assert "scripts/reshard --from 3 --to 2" in "\n".join(errors)
+    assert p.emu.calls == []
+
+
+def reshard_3_to_2(p: Pipeline) -> None:
+    """The documented script, run in the project, sets the merged state for both new shards."""
+    reshard = subprocess.run(
+        [str(REPO / "scripts" / "reshard"), "--from", "3", "--to", "2"],
+        cwd=p.project,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert reshard.returncode == 0, reshard.stderr[-3000:]
+    assert f"share_hour: {ACCOUNTS} account(s) with a bookmark" in reshard.stdout
+    for new_id in shard_state_ids(ENVIRONMENT, 2):
+        assert f"set {new_id}" in reshard.stdout
+        state = p.meltano.get_state(new_id)
+        assert bookmarks_by_account(state, "share_hour") == dict.fromkeys(
+            APP_IDS, SECOND_END.isoformat()
+        )
+    for secret in SECRETS.values():
+        assert secret not in reshard.stdout + reshard.stderr
+
+
+def run_two_shards(p: Pipeline) -> None:
+    """2 shards after resharding, no new day: each account reads its lookback_days, once."""
+    p.emu.reset_calls()
+    third = run_job(p.instance, p.project, 2)
+    assert third.success
+    assert p.emu.wait_idle()
+    resume = SECOND_END - dt.timedelta(days=LOOKBACK_DAYS - 1)
+    assert_each_account_read_once(p.emu, resume, SECOND_END)
+    assert all(len(read) == LOOKBACK_DAYS for read in hourly_days_read(p.emu).values())
+    assert_tables_hold_served_rows(p.pg, p.schema, p.emu, SECOND_END)
+    messages = step_messages(p.instance, third)
+    for index, new_id in enumerate(shard_state_ids(ENVIRONMENT, 2)):
+        assert_shard_logged(messages, index, 2)
+        state = p.meltano.get_state(new_id)
+        # Its own accounts and, passed through untouched, the other shard's.
+        assert bookmarks_by_account(state, "share_hour") == dict.fromkeys(
+            APP_IDS, SECOND_END.isoformat()
+        )
+
+
+def test_dagster_job_runs_shards_in_parallel_then_reshards_3_to_2(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = time.monotonic()
+    for count in (2, 3):
+        assert all(own_accounts(i, count) for i in range(count)), "a shard with no account"
+    run_three_shards_twice(pipeline, monkeypatch)
+    refuse_two_shards_without_reshard(pipeline)
+    reshard_3_to_2(pipeline)
+    run_two_shards(pipeline)
+    print(f"\n[shards] four Dagster runs and a reshard in {time.monotonic() - started:.1f} s")
