@@ -86,6 +86,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.copytree(REPO, root, ignore=COPY_IGNORE, symlinks=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
     env.update(MELTANO_SEND_ANONYMOUS_USAGE_STATS="false", MELTANO_DISABLE_TRACKING="true")
+    started = time.monotonic()
     out = subprocess.run(
         [str(MELTANO), "install", "tap-wechat-share", "target-postgres"],
         cwd=root,
@@ -98,6 +99,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     )
     if out.returncode != 0:
         pytest.fail(f"meltano install failed ({out.returncode}):\n{out.stdout[-6000:]}")
+    print(f"\n[shards] meltano install in {time.monotonic() - started:.1f} s")
     try:
         yield root
     finally:
@@ -106,7 +108,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def run_job(instance: DagsterInstance, root: Path, shard_count: int) -> JobExecutionResult:
     """Run the Dagster job with ``shard_count`` shards, each step a process of its own."""
-    return execute_job(
+    started = time.monotonic()
+    result = execute_job(
         reconstructable(wechat_share_shards),
         instance=instance,
         run_config={
@@ -123,6 +126,8 @@ def run_job(instance: DagsterInstance, root: Path, shard_count: int) -> JobExecu
             "execution": {"config": {"max_concurrent": shard_count}},
         },
     )
+    print(f"[shards] job with {shard_count} shard(s) in {time.monotonic() - started:.1f} s")
+    return result
 
 
 def step_messages(instance: DagsterInstance, result: JobExecutionResult) -> list[str]:
@@ -315,12 +320,7 @@ def run_three_shards_twice(p: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None
     resume = FIRST_END - dt.timedelta(days=LOOKBACK_DAYS - 1)
     assert_each_account_read_once(p.emu, resume, SECOND_END)
     assert_tables_hold_served_rows(p.pg, p.schema, p.emu, SECOND_END)
-    for index, shard_id in enumerate(ids):
-        state = p.meltano.get_state(shard_id)
-        own = own_accounts(index, 3)
-        assert bookmarks_by_account(state, "share_hour") == dict.fromkeys(
-            own, SECOND_END.isoformat()
-        )
+    # Its states' bookmarks (every account at SECOND_END) are checked after resharding.
 
 
 def refuse_two_shards_without_reshard(p: Pipeline) -> None:
