@@ -10,9 +10,13 @@ import sys
 import typing as t
 
 import pytest
-from dagster import Failure
+from dagster import Failure, multiprocess_executor
 
-from orchestration.dagster_wechat.definitions import ShardsConfig, configured_shard_count
+from orchestration.dagster_wechat.definitions import (
+    ShardsConfig,
+    configured_shard_count,
+    shard_executor,
+)
 from orchestration.shards import (
     accounts_in,
     merge_states,
@@ -127,3 +131,14 @@ def test_reshard_needs_the_old_shards_and_a_positive_count() -> None:
     zero = reshard("--from", "3", "--to", "0")
     assert zero.returncode == 2
     assert "a shard count is at least 1, not 0" in zero.stderr
+
+
+def test_the_executor_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WECHAT_DAGSTER_EXECUTOR", raising=False)
+    assert shard_executor() is multiprocess_executor
+    monkeypatch.setenv("WECHAT_DAGSTER_EXECUTOR", "kubernetes")
+    with pytest.raises(ValueError, match="must be one of multiprocess, k8s, celery, celery-k8s"):
+        shard_executor()
+    monkeypatch.setenv("WECHAT_DAGSTER_EXECUTOR", "celery")
+    with pytest.raises(ImportError, match="celery needs the dagster-celery package"):
+        shard_executor()

@@ -21,6 +21,10 @@ The job ``wechat_share_shards`` has three kinds of steps:
 The schedule ``wechat_share_daily`` starts it at 08:30 Asia/Shanghai, after WeChat publishes
 yesterday's data (about 08:00 China time).
 
+Where the steps run is configuration: ``WECHAT_DAGSTER_EXECUTOR`` picks Dagster's executor
+(``multiprocess``, the default, on one machine; ``k8s``, ``celery`` or ``celery-k8s`` across
+machines; see ``shard_executor``), and its settings are run config under ``execution: config:``.
+
 Everything else comes from the environment of the steps, as for ``meltano run``:
 ``MELTANO_DATABASE_URI`` (Meltano's system database, which must be PostgreSQL or another server
 database: shards write their states at the same time, and SQLite allows one writer), the tap's and
@@ -47,28 +51,31 @@ the last lines of the log.
 
 # No `from __future__ import annotations`: Dagster reads the ops' annotations at run time.
 import collections
+import importlib
 import os
 import signal
 import subprocess
 import sys
+import typing as t
 from collections.abc import Iterator
 from pathlib import Path
 
 from dagster import (
     Config,
     ConfigurableResource,
+    Definitions,
     DynamicOut,
     DynamicOutput,
+    ExecutorDefinition,
     Failure,
     Nothing,
     OpExecutionContext,
     Out,
     ScheduleDefinition,
     job,
-    multiprocess_executor,
     op,
 )
-from dagster import Definitions as DagsterDefinitions
+from dagster import __version__ as dagster_version
 
 from orchestration.shards import (
     EXTRACTOR,
@@ -275,8 +282,44 @@ def shards_done(context: OpExecutionContext, state_ids: list[str]) -> None:
     context.log.info("%d shard(s) done: %s", len(state_ids), ", ".join(sorted(state_ids)))
 
 
+EXECUTOR_ENV = "WECHAT_DAGSTER_EXECUTOR"
+EXECUTORS = {
+    "multiprocess": ("dagster", "multiprocess_executor"),
+    "k8s": ("dagster_k8s", "k8s_job_executor"),
+    "celery": ("dagster_celery", "celery_executor"),
+    "celery-k8s": ("dagster_celery_k8s", "celery_k8s_job_executor"),
+}
+"""``WECHAT_DAGSTER_EXECUTOR`` -> (module, executor): where the shards' steps run."""
+
+
+def shard_executor() -> ExecutorDefinition:
+    """The executor the environment names: the job's code stays the same on every platform.
+
+    ``multiprocess`` (the default): each step a process on the machine of the run.
+    ``k8s``: each step a Kubernetes Job (``dagster-k8s``). ``celery``: each step a task for
+    Celery workers on any machine (``dagster-celery``); ``celery-k8s``: Celery queues, each step
+    a Kubernetes Job (``dagster-celery-k8s``). Their settings (image, namespace, secrets, broker,
+    ``max_concurrent``, ...) are run config under ``execution: config:``.
+    """
+    name = os.environ.get(EXECUTOR_ENV, "").strip() or "multiprocess"
+    if name not in EXECUTORS:
+        msg = f"{EXECUTOR_ENV} must be one of {', '.join(EXECUTORS)}, not {name!r}"
+        raise ValueError(msg)
+    module_name, attribute = EXECUTORS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        package = module_name.replace("_", "-")
+        msg = (
+            f"{EXECUTOR_ENV}={name} needs the {package} package: install the version that "
+            f"goes with dagster {dagster_version} where the code location runs"
+        )
+        raise ImportError(msg) from exc
+    return t.cast("ExecutorDefinition", getattr(module, attribute))
+
+
 @job(
-    executor_def=multiprocess_executor,
+    executor_def=shard_executor(),
     resource_defs={"meltano": MeltanoProject()},
     description="The tap's accounts in shards, one parallel meltano run per shard.",
 )
@@ -293,4 +336,4 @@ wechat_share_daily = ScheduleDefinition(
     description="Every day at 08:30 China time, after WeChat publishes yesterday's data.",
 )
 
-defs = DagsterDefinitions(jobs=[wechat_share_shards], schedules=[wechat_share_daily])
+defs = Definitions(jobs=[wechat_share_shards], schedules=[wechat_share_daily])
