@@ -241,6 +241,8 @@ def pipeline(
     for name in list(os.environ):
         if name.startswith(SCRUBBED_PREFIXES):
             monkeypatch.delenv(name)
+    # The steps import the job from the working directory Dagster records: the repository.
+    monkeypatch.chdir(REPO)
     # Meltano's system database: the throwaway server, in a schema of its own.
     system_schema = postgres.create_schema("meltano_system")
     accounts = [
