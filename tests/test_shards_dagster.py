@@ -35,13 +35,13 @@ from orchestration.dagster_wechat.definitions import wechat_share_shards
 from orchestration.shards import MeltanoCli, accounts_in, shard_state_ids
 from tests.emulator import WeChatEmulator
 from tests.test_meltano_e2e import (
-    COPY_IGNORE,
     DAILY,
     HOURLY,
     LEGACY_TOKEN,
     MELTANO,
     REPO,
     SCRUBBED_PREFIXES,
+    copy_as_cloned,
     days,
     loaded_day_rows,
     loaded_hour_rows,
@@ -83,7 +83,7 @@ def own_accounts(index: int, count: int) -> set[str]:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A copy of the project with tap-wechat-share and target-postgres installed."""
     root = tmp_path_factory.mktemp("shards") / "project"
-    shutil.copytree(REPO, root, ignore=COPY_IGNORE, symlinks=True)
+    copy_as_cloned(REPO, root)
     env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
     env.update(MELTANO_SEND_ANONYMOUS_USAGE_STATS="false", MELTANO_DISABLE_TRACKING="true")
     started = time.monotonic()
@@ -261,7 +261,9 @@ def pipeline(
         "MELTANO_DISABLE_TRACKING": "true",
         "NO_COLOR": "1",
         "TAP_WECHAT_SHARE_API_URL": wechat.url,
-        "TAP_WECHAT_SHARE_APP_ID": "",  # the dev environment's demo app; accounts excludes it
+        # The dev environment's demo app is blanked: accounts excludes the top-level credentials.
+        "TAP_WECHAT_SHARE_APP_ID": "",
+        "TAP_WECHAT_SHARE_APP_SECRET": "",
         "TAP_WECHAT_SHARE_ACCOUNTS": json.dumps(accounts),
         "TAP_WECHAT_SHARE_START_DATE": START.isoformat(),
         "TAP_WECHAT_SHARE_END_DATE": FIRST_END.isoformat(),
