@@ -1,4 +1,4 @@
-"""The accounts of a run: where they come from, their shard, their token source, their failure.
+"""The accounts of a run: where they come from, their shard, their authenticator, their failure.
 
 Accounts come from exactly one place:
 

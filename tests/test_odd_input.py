@@ -15,6 +15,7 @@ import typing as t
 import pytest
 
 from tap_wechat_share import tap as tap_module
+from tap_wechat_share.tap import TapWeChatShare
 from tests.conftest import (
     APP_ID,
     APP_ID_2,
@@ -192,19 +193,56 @@ def test_bookmarks_of_unknown_contexts_are_named_when_accounts_have_none(
 def test_other_shards_bookmarks_pass_through_without_a_warning(
     emulator: WeChatEmulator, tmp_path: Path
 ) -> None:
-    config = two_accounts(emulator) | {"end_date": "2026-11-02", "shard_count": 2}
-    from tap_wechat_share.accounts import shard_of  # noqa: PLC0415
-
-    index = shard_of(APP_ID, 2)
-    other = APP_ID_2 if shard_of(APP_ID_2, 2) != index else None
-    out = run_tap(
-        config | {"shard_index": index}, tmp_path, partitioned("2026-11-01", {"app_id": APP_ID_2})
-    )
+    # With 3 shards the two accounts are in different shards: APP_ID in 1, APP_ID_2 in 0.
+    config = two_accounts(emulator) | {"end_date": "2026-11-02", "shard_count": 3}
+    state = partitioned("2026-10-01", {"app_id": APP_ID_2})
+    out = run_tap(config | {"shard_index": 1}, tmp_path, state)
     assert out.exit_code == 0
+    assert "shard 1 of 3: 1 of 2 account(s)" in out.stderr
     assert "have no bookmark" not in out.stderr
-    if other:
-        assert not [r for r in out.records() if r["app_id"] == APP_ID_2]
-        assert bookmark(out.final_state, "share_hour", APP_ID_2) == "2026-11-01"
+    assert {r["app_id"] for r in out.records()} == {APP_ID}
+    for stream in ("share_hour", "share_day"):
+        assert bookmark(out.final_state, stream, APP_ID_2) == "2026-10-01"  # untouched
+        assert bookmark(out.final_state, stream, APP_ID) == "2026-11-02"
+
+
+def test_each_account_is_read_by_exactly_one_shard(emulator: WeChatEmulator) -> None:
+    accounts = [{"app_id": f"wx{n:016d}", "access_token": "t" * 20} for n in range(1, 41)]
+    owners: dict[str, list[int]] = {a["app_id"]: [] for a in accounts}
+    for index in range(3):
+        tap = TapWeChatShare(
+            config={
+                "accounts": accounts,
+                "start_date": "2026-11-01",
+                "api_url": emulator.url,
+                "shard_count": 3,
+                "shard_index": index,
+            }
+        )
+        for app_id in tap.run.accounts:
+            owners[app_id].append(index)
+    assert all(len(shards) == 1 for shards in owners.values())
+    assert {shards[0] for shards in owners.values()} == {0, 1, 2}
+    # The same on every machine and Python version (SHA-256 of the app_id, not hash()).
+    assert [owners[f"wx{n:016d}"][0] for n in range(1, 7)] == [0, 0, 1, 0, 0, 2]
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"shard_count": 0}, "shard_count: 0 is not allowed; give a whole number of at least 1"),
+        ({"shard_index": 3}, "shard_index: 3 is not allowed; give a whole number from 0 to 2"),
+        ({"shard_index": -1}, "shard_index: -1 is not allowed"),
+    ],
+)
+def test_bad_shard_settings_give_one_line_before_any_call(
+    emulator: WeChatEmulator, tmp_path: Path, change: dict[str, t.Any], error: str
+) -> None:
+    config = two_accounts(emulator) | {"shard_count": 3} | change
+    out = run_tap(config, tmp_path)
+    assert out.exit_code == 1
+    assert error in out.stderr
+    assert emulator.calls == []
 
 
 @pytest.mark.parametrize(
