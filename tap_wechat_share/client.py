@@ -30,7 +30,6 @@ from tap_wechat_share.redact import redact_text
 if t.TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-    from tap_wechat_share.authenticators import AccessTokenAuthenticator
 
 logger = logging.getLogger(__name__)
 
@@ -392,6 +391,18 @@ class _Watchdog:
             self._stop_event.wait(max(min(pending, default=now + 0.05) - now, 0.01))
 
 
+class RequestAuthenticator(t.Protocol):
+    """What the client needs of an account's authenticator (see ``authenticators.py``)."""
+
+    def __call__(self, request: requests.PreparedRequest, /) -> requests.PreparedRequest:
+        """Put the account's current token on ``request``."""
+        ...
+
+    def renew(self, refused_token: str, error: TokenRejectedError) -> None:
+        """Get the token anew after WeChat refused ``refused_token``."""
+        ...
+
+
 class WeChatClient:
     """POSTs JSON to WeChat and returns checked JSON bodies.
 
@@ -471,7 +482,7 @@ class WeChatClient:
         path: str,
         payload: Mapping[str, t.Any],
         *,
-        authenticator: AccessTokenAuthenticator | None = None,
+        authenticator: RequestAuthenticator | None = None,
         what: str = "",
         required: str | None = None,
     ) -> dict[str, t.Any]:
@@ -537,7 +548,7 @@ class WeChatClient:
     def _post_with_retries(
         self,
         request: requests.PreparedRequest,
-        authenticator: AccessTokenAuthenticator | None,
+        authenticator: RequestAuthenticator | None,
         what: str,
         required: str | None,
     ) -> dict[str, t.Any]:
@@ -580,7 +591,7 @@ class WeChatClient:
     def _post_once(
         self,
         request: requests.PreparedRequest,
-        authenticator: AccessTokenAuthenticator | None,
+        authenticator: RequestAuthenticator | None,
         what: str,
         required: str | None,
     ) -> dict[str, t.Any]:
