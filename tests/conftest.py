@@ -2,10 +2,16 @@
 
 ``sync`` runs the tap in this process (fast, for logic); ``run_tap`` runs the real
 ``tap-wechat-share`` console script in a subprocess (for exit codes, stderr and DEBUG logs).
+Both check what every run must satisfy (:func:`check_messages`): records valid against their
+stream's SCHEMA message, keys unique per stream, every row of a day before the STATE naming it.
+
+The clock is frozen where the tap reads it (``pendulum.now`` in ``tap_wechat_share.dates``) at
+:data:`NOW`, 10:00 on :data:`TODAY` in China, for every test in this process.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import io
 import json
@@ -17,6 +23,8 @@ from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonschema  # type: ignore[import-untyped]
+import pendulum
 import pytest
 
 from tap_wechat_share.tap import TapWeChatShare
@@ -33,6 +41,9 @@ APP_SECRET = "secret-of-app-one-0123456789abcdef"
 APP_ID_2 = "wx2222222222222222"
 APP_SECRET_2 = "secret-of-app-two-0123456789abcdef"
 TODAY = dt.date(2026, 11, 29)
+NOW = pendulum.datetime(2026, 11, 29, 10, 0, tz="Asia/Shanghai")
+"""The frozen clock of in-process tests: 10:00 on TODAY in China, so the latest published day is
+TODAY - 1, the emulator's last day with data."""
 
 
 @dataclass
@@ -72,8 +83,95 @@ def parse_messages(stdout: str) -> list[dict[str, t.Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
 
+def check_records(messages: list[dict[str, t.Any]]) -> None:
+    """Check every RECORD against its stream's SCHEMA message, and keys unique per stream.
+
+    The tap's own guard, not the SDK template's: each record follows a SCHEMA message of its
+    stream, validates against it (with formats, so ``ref_date`` must be a YYYY-MM-DD date), has
+    no field the schema lacks, and no two records of a stream share a primary key in one run.
+    """
+    validators: dict[str, t.Any] = {}
+    key_properties: dict[str, list[str]] = {}
+    seen: dict[str, set[tuple[t.Any, ...]]] = {}
+    for message in messages:
+        stream = message.get("stream", "")
+        if message["type"] == "SCHEMA":
+            schema = message["schema"]
+            validators[stream] = jsonschema.Draft7Validator(
+                schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER
+            )
+            key_properties[stream] = list(message["key_properties"])
+            assert key_properties[stream], f"{stream}: SCHEMA without key_properties"
+        elif message["type"] == "RECORD":
+            record = message["record"]
+            assert stream in validators, f"a {stream} RECORD before its SCHEMA"
+            errors = [error.message for error in validators[stream].iter_errors(record)]
+            assert not errors, f"{stream} record {record} is not valid: {errors}"
+            extra = set(record) - set(validators[stream].schema["properties"])
+            assert not extra, f"{stream} record {record} has fields not in its schema: {extra}"
+            key = tuple(record[name] for name in key_properties[stream])
+            assert key not in seen.setdefault(stream, set()), f"{stream}: key {key} twice"
+            seen[stream].add(key)
+
+
+def _bookmarks(state: dict[str, t.Any]) -> dict[tuple[str, str], str]:
+    """(stream, app_id) -> bookmark, for every partition with one."""
+    marks: dict[tuple[str, str], str] = {}
+    for stream, stream_state in (state.get("bookmarks") or {}).items():
+        for partition in stream_state.get("partitions", []):
+            value = partition.get("replication_key_value")
+            if value:
+                marks[stream, partition["context"]["app_id"]] = str(value)
+    return marks
+
+
+def check_state_order(
+    messages: list[dict[str, t.Any]], initial_state: dict[str, t.Any] | None = None
+) -> None:
+    """Check that every row of a day comes before any STATE that names that day.
+
+    A STATE names a day of an account's stream when its bookmark there is that day or later: a
+    run killed after it and resumed from it would not read that day again, so each of the day's
+    rows must already be out. Days up to the bookmark of ``initial_state`` (the state the run
+    started from) are exempt: their rows were delivered by an earlier run, and a lookback reads
+    them again after a STATE that still carries the old bookmark. Also checks that the run's
+    last STATE comes after its last RECORD, so the final bookmarks cover every record. It does
+    not assume one STATE per window: only order.
+    """
+    delivered = _bookmarks(initial_state or {})
+    named: dict[tuple[str, str], str] = {}
+    last_record = last_state = -1
+    for index, message in enumerate(messages):
+        if message["type"] == "STATE":
+            last_state = index
+            for partition, mark in _bookmarks(message["value"]).items():
+                named[partition] = max(mark, named.get(partition, ""))
+        elif message["type"] == "RECORD":
+            last_record = index
+            record = message["record"]
+            partition = (message["stream"], record["app_id"])
+            day = record["ref_date"]
+            mark = named.get(partition, "")
+            assert not (day <= mark and day > delivered.get(partition, "")), (
+                f"a {partition} row of {day} came after a STATE naming {mark}"
+            )
+    assert last_record < last_state or last_record == -1, "records after the last STATE"
+
+
+def check_messages(
+    messages: list[dict[str, t.Any]], initial_state: dict[str, t.Any] | None = None
+) -> None:
+    """What every run must satisfy: :func:`check_records` and :func:`check_state_order`."""
+    check_records(messages)
+    check_state_order(messages, initial_state)
+
+
 def sync(config: dict[str, t.Any], state: dict[str, t.Any] | None = None) -> TapOutput:
-    """Run the tap in this process; a failed account shows as exit_code 1."""
+    """Run the tap in this process; a failed account shows as exit_code 1.
+
+    Its messages are checked with :func:`check_messages`.
+    """
+    initial_state = copy.deepcopy(state or {})
     buffer = io.StringIO()
     exit_code = 0
     with redirect_stdout(buffer):
@@ -82,7 +180,9 @@ def sync(config: dict[str, t.Any], state: dict[str, t.Any] | None = None) -> Tap
             tap.sync_all()
         except SystemExit as exc:
             exit_code = int(exc.code or 0)
-    return TapOutput(parse_messages(buffer.getvalue()), exit_code=exit_code)
+    out = TapOutput(parse_messages(buffer.getvalue()), exit_code=exit_code)
+    check_messages(out.messages, initial_state)
+    return out
 
 
 def run_tap(
@@ -106,12 +206,31 @@ def run_tap(
     completed = subprocess.run(
         args, capture_output=True, text=True, env=process_env, timeout=300, check=False
     )
-    return TapOutput(
+    out = TapOutput(
         parse_messages(completed.stdout) if completed.stdout.startswith("{") else [],
         stderr=completed.stderr,
         exit_code=completed.returncode,
         stdout=completed.stdout,
     )
+    check_messages(out.messages, state)
+    return out
+
+
+def freeze_clock(monkeypatch: pytest.MonkeyPatch, instant: pendulum.DateTime) -> None:
+    """Make the tap's clock (``pendulum.now`` where ``tap_wechat_share.dates`` reads it) stand
+    at ``instant``."""
+
+    def now(tz: str | None = None) -> pendulum.DateTime:
+        return instant.in_tz(tz) if tz else instant
+
+    monkeypatch.setattr(pendulum, "now", now)
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> pendulum.DateTime:
+    """Every test in this process runs at :data:`NOW` (a test may freeze another instant)."""
+    freeze_clock(monkeypatch, NOW)
+    return NOW
 
 
 @pytest.fixture

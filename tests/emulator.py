@@ -135,13 +135,13 @@ _ERRMSG = {
 }
 
 
-def china_today() -> dt.date:
-    """Return today's date in China (Asia/Shanghai)."""
+def china_today(now: dt.datetime | None = None) -> dt.date:
+    """Return the date in China (Asia/Shanghai) at ``now`` (timezone-aware; default: the clock)."""
     try:
         zone: dt.tzinfo = ZoneInfo("Asia/Shanghai")
     except ZoneInfoNotFoundError:  # no tz database: China has had no DST since 1991
         zone = _CHINA_OFFSET
-    return dt.datetime.now(zone).date()
+    return (now.astimezone(zone) if now else dt.datetime.now(zone)).date()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@ import pendulum
 import pytest
 
 from tap_wechat_share.dates import Window, first_day_to_read, latest_published_day, windows
+from tests.conftest import freeze_clock
 
 D = dt.date
 
@@ -35,12 +36,15 @@ def test_latest_published_day_turns_at_0800_china_time(
     assert latest_published_day(instant) == expected
 
 
-def test_latest_published_day_defaults_to_the_clock() -> None:
-    china_now = pendulum.now("Asia/Shanghai")
-    assert latest_published_day() in {
-        china_now.date() - dt.timedelta(days=1),
-        china_now.date() - dt.timedelta(days=2),
-    }
+@pytest.mark.parametrize(
+    ("china_time", "expected"), [((7, 59), D(2026, 11, 27)), ((8, 0), D(2026, 11, 28))]
+)
+def test_latest_published_day_defaults_to_the_clock(
+    monkeypatch: pytest.MonkeyPatch, china_time: tuple[int, int], expected: dt.date
+) -> None:
+    hour, minute = china_time
+    freeze_clock(monkeypatch, pendulum.datetime(2026, 11, 29, hour, minute, tz="Asia/Shanghai"))
+    assert latest_published_day() == expected
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
+from tests import emulator as emulator_module
 from tests.emulator import (
     DAILY_PATH,
     HOURLY_PATH,
@@ -377,13 +378,26 @@ def test_date_format_errors(emulator: WeChatEmulator, token: str, body: bytes) -
     assert errcode_of(response) == 61500
 
 
-def test_default_today_is_the_china_date() -> None:
+def test_default_today_is_the_china_date(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The emulator's clock is frozen at TODAY: the test cannot straddle China's midnight.
+    monkeypatch.setattr(emulator_module, "china_today", lambda: TODAY)
     with WeChatEmulator({APP: APPSECRET}) as emu:
-        assert emu.today == china_today()
+        assert emu.today == TODAY
         token = emu.issue_token(APP)
-        yesterday = china_today() - dt.timedelta(days=1)
-        assert isinstance(rows_of(datacube(emu, token, yesterday)), list)
-        assert errcode_of(datacube(emu, token, china_today())) == 61501
+        assert isinstance(rows_of(datacube(emu, token, YESTERDAY)), list)
+        assert errcode_of(datacube(emu, token, TODAY)) == 61501
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        # 15:59 UTC is 23:59 in China; 16:00 UTC is already the next day there.
+        (dt.datetime(2024, 3, 14, 15, 59, tzinfo=dt.timezone.utc), dt.date(2024, 3, 14)),
+        (dt.datetime(2024, 3, 14, 16, 0, tzinfo=dt.timezone.utc), dt.date(2024, 3, 15)),
+    ],
+)
+def test_china_today_turns_at_china_midnight(now: dt.datetime, expected: dt.date) -> None:
+    assert china_today(now) == expected
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])

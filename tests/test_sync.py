@@ -5,14 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import typing as t
 
+import pendulum
 import pytest
 
-from tap_wechat_share.dates import latest_published_day
 from tests.conftest import (
     APP_ID,
     APP_SECRET,
+    TODAY,
     bookmark,
+    check_state_order,
     daily_rows,
+    freeze_clock,
     hourly_rows,
     sync,
 )
@@ -101,6 +104,50 @@ def test_with_interval_0_a_state_message_follows_every_completed_day_naming_only
     assert marks == [f"2026-11-{d:02d}" for d in range(1, 11)]
 
 
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_every_row_of_a_day_comes_before_the_state_naming_it_and_the_last_state_is_complete(
+    config: dict[str, t.Any], in_flight: int
+) -> None:
+    out = sync(config | {"max_concurrent_requests": in_flight})
+    check_state_order(out.messages)  # sync checks it too; here it is the point of the test
+    assert out.states, "no STATE at all"
+    assert bookmark(out.final_state, "share_hour") == "2026-11-10"
+    assert bookmark(out.final_state, "share_day") == "2026-11-10"
+    # Bookmarks only ever name days of the run, and never move past the last one.
+    for state in out.states:
+        for stream in ("share_hour", "share_day"):
+            mark = bookmark(state, stream)
+            assert mark is None or "2026-11-01" <= mark <= "2026-11-10"
+
+
+def test_state_order_check_catches_a_state_before_its_rows() -> None:
+    record: dict[str, t.Any] = {
+        "type": "RECORD",
+        "stream": "share_hour",
+        "record": {"app_id": APP_ID, "ref_date": "2026-11-02"},
+    }
+    state: dict[str, t.Any] = {
+        "type": "STATE",
+        "value": {
+            "bookmarks": {
+                "share_hour": {
+                    "partitions": [
+                        {"context": {"app_id": APP_ID}, "replication_key_value": "2026-11-02"}
+                    ]
+                }
+            }
+        },
+    }
+    check_state_order([record, state])
+    with pytest.raises(AssertionError, match="came after a STATE naming 2026-11-02"):
+        check_state_order([state, record, state])
+    # The state the run started from names days an earlier run delivered: a lookback reads
+    # them again after it.
+    check_state_order([state, record, state], initial_state=state["value"])
+    with pytest.raises(AssertionError, match="records after the last STATE"):
+        check_state_order([state, record], initial_state=state["value"])
+
+
 def test_bookmark_moves_to_the_end_even_when_the_last_days_have_no_rows(
     emulator: WeChatEmulator, config: dict[str, t.Any]
 ) -> None:
@@ -144,17 +191,33 @@ def test_up_to_date_run_makes_no_datacube_call(
     assert bookmark(out.final_state, "share_hour") == "2026-11-10"
 
 
+@pytest.mark.parametrize(
+    "china_time_and_latest_day",
+    [("07:59", "2026-11-27"), ("08:00", "2026-11-28")],
+)
 def test_end_date_after_the_latest_published_day_is_clamped(
-    emulator: WeChatEmulator, config: dict[str, t.Any], caplog: pytest.LogCaptureFixture
+    emulator: WeChatEmulator,
+    config: dict[str, t.Any],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    china_time_and_latest_day: tuple[str, str],
 ) -> None:
-    latest = latest_published_day()
-    emulator.today = None  # type: ignore[assignment]  # the real China today
-    start = (latest.fromordinal(latest.toordinal() - 1)).isoformat()
-    end = latest.fromordinal(latest.toordinal() + 5).isoformat()
-    out = sync(config | {"start_date": start, "end_date": end})
+    # TODAY in China, just before and at 08:00, when WeChat publishes yesterday's data.
+    china_time, latest = china_time_and_latest_day
+    hour, minute = (int(part) for part in china_time.split(":"))
+    freeze_clock(
+        monkeypatch,
+        pendulum.datetime(TODAY.year, TODAY.month, TODAY.day, hour, minute, tz="Asia/Shanghai"),
+    )
+    out = sync(config | {"start_date": "2026-11-26", "end_date": "2026-12-05"})
     assert out.exit_code == 0
-    assert sorted(begin_dates(emulator, HOURLY)) == [start, latest.isoformat()]  # type: ignore[type-var]
-    assert "later than the latest day WeChat has published" in caplog.text
+    days = sorted(c.begin_date or "" for c in emulator.calls_to(HOURLY))
+    assert days == [d for d in ("2026-11-26", "2026-11-27", "2026-11-28") if d <= latest]
+    assert (
+        f"end_date 2026-12-05 is later than the latest day WeChat has published ({latest}, "
+        f"China time); reading up to {latest}"
+    ) in caplog.text
+    assert bookmark(out.final_state, "share_hour") == latest
 
 
 def test_busy_errcode_is_retried(emulator: WeChatEmulator, config: dict[str, t.Any]) -> None:
