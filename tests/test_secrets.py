@@ -6,6 +6,7 @@ import logging
 import typing as t
 
 import pytest
+import requests
 
 from tap_wechat_share.authenticators import ReadyTokenAuthenticator
 from tap_wechat_share.client import FatalError, WeChatClient
@@ -19,6 +20,7 @@ if t.TYPE_CHECKING:
     from tests.emulator import WeChatEmulator
 
 HOURLY = "/datacube/getusersharehour"
+STABLE = "/cgi-bin/stable_token"
 FAULTS = (
     Fault("reset", path=HOURLY, day="2026-11-02"),
     Fault("http", path=HOURLY, day="2026-11-03", status=502),
@@ -146,3 +148,40 @@ def test_what_a_token_command_prints_is_never_logged(
     assert out.exit_code == 0, out.stderr[-2000:]
     assert "asking the token service" in out.stderr
     assert_no_secret(out.stdout + out.stderr, {token_file.read_text().strip()})
+
+
+@pytest.mark.parametrize("source", ["app_secret", "access_token_command"])
+def test_tokens_obtained_at_run_time_are_redacted_even_in_plain_text(
+    emulator: WeChatEmulator, config: dict[str, t.Any], tmp_path: Path, source: str
+) -> None:
+    """A token the tap obtains is registered as a secret: redacted where no pattern finds it.
+
+    WeChat's errmsg quotes the token as bare words (no ``access_token=``, no JSON key), and a
+    token command echoes it on its standard error; only the run's registry of secrets can
+    catch those. The run is a fresh process, so the tap knows the token only from its source.
+    """
+    if source == "app_secret":
+        # The stable token is the same for every caller while it is valid: the tap gets this one.
+        answer = requests.post(
+            emulator.url + STABLE,
+            json={"grant_type": "client_credential", "appid": APP_ID, "secret": APP_SECRET},
+            timeout=10,
+        )
+        token = answer.json()["access_token"]
+    else:
+        token = emulator.issue_token(APP_ID)
+        token_file = tmp_path / "token"
+        token_file.write_text(token + "\n")
+        del config["app_secret"]
+        config["access_token_command"] = (
+            f"echo handing out $(cat {token_file}) >&2; cat {token_file}"
+        )
+    emulator.add_fault(
+        Fault("errcode", path=HOURLY, day="2026-11-02", errcode=-1, errmsg=f"busy for {token}")
+    )
+    out = run_tap(config | {"end_date": "2026-11-03"}, tmp_path, log_level="DEBUG")
+    assert out.exit_code == 0, out.stderr[-2000:]
+    assert "errcode -1: busy for <redacted>" in out.stderr  # the errmsg was logged, redacted
+    if source == "access_token_command":
+        assert "handing out <redacted>" in out.stderr
+    assert_no_secret(out.stdout + out.stderr, {token})
