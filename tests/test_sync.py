@@ -220,13 +220,16 @@ def test_end_date_after_the_latest_published_day_is_clamped(
     assert bookmark(out.final_state, "share_hour") == latest
 
 
-def test_busy_errcode_is_retried(emulator: WeChatEmulator, config: dict[str, t.Any]) -> None:
-    emulator.add_fault(Fault("errcode", path=HOURLY, day="2026-11-03", errcode=-1, times=2))
+@pytest.mark.parametrize("errcode", [-1, 61503])
+def test_busy_and_data_not_ready_errcodes_are_retried(
+    emulator: WeChatEmulator, config: dict[str, t.Any], errcode: int
+) -> None:
+    emulator.add_fault(Fault("errcode", path=HOURLY, day="2026-11-03", errcode=errcode, times=2))
     out = sync(config | {"max_tries": 3})
     assert out.exit_code == 0
     assert [c.outcome for c in emulator.calls_to(HOURLY) if c.begin_date == "2026-11-03"] == [
-        "errcode -1",
-        "errcode -1",
+        f"errcode {errcode}",
+        f"errcode {errcode}",
         "ok",
     ]
     assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
@@ -239,6 +242,27 @@ def test_refused_token_is_renewed_once_with_app_secret(
     out = sync(config | {"max_concurrent_requests": 1})
     assert out.exit_code == 0
     assert len(emulator.calls_to(STABLE)) == 2
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
+
+
+@pytest.mark.parametrize("errcode", [40001, 40014, 42001])
+def test_each_refused_token_errcode_renews_the_token_once_and_the_day_loads(
+    emulator: WeChatEmulator,
+    config: dict[str, t.Any],
+    caplog: pytest.LogCaptureFixture,
+    errcode: int,
+) -> None:
+    emulator.add_fault(
+        Fault("errcode", path=HOURLY, day="2026-11-04", errcode=errcode, errmsg="token refused")
+    )
+    out = sync(config | {"max_concurrent_requests": 1})
+    assert out.exit_code == 0
+    assert len(emulator.calls_to(STABLE)) == 2  # the first token, and one renewal
+    assert [c.outcome for c in emulator.calls_to(HOURLY) if c.begin_date == "2026-11-04"] == [
+        f"errcode {errcode}",
+        "ok",
+    ]
+    assert f"WeChat refused the access token (errcode {errcode}: token refused)" in caplog.text
     assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
 
 
@@ -295,6 +319,11 @@ def test_ready_token_is_used_as_given(emulator: WeChatEmulator, config: dict[str
         (48001, "certified"),
         (45009, "daily API quota"),
         (40164, "whitelist"),
+        (61004, "whitelist"),
+        (40013, "check app_id and app_secret"),
+        (40125, "check app_id and app_secret"),
+        (40243, "check app_id and app_secret"),
+        (61500, "start_date/end_date"),
         (61501, "start_date/end_date"),
         (99999, "does not know"),
     ],
@@ -328,3 +357,32 @@ def test_wrong_secret_is_fatal_without_retries(
     assert "errcode 40125" in caplog.text
     assert "a-wrong-secret-value" not in caplog.text
     assert APP_SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("errcode", "hint"),
+    [
+        (40013, "check app_id and app_secret"),
+        (40125, "check app_id and app_secret"),
+        (40243, "check app_id and app_secret"),
+        (40164, "whitelist"),
+        (61004, "whitelist"),
+    ],
+)
+def test_fatal_errcodes_of_stable_token_stop_the_account_at_once_with_the_hint(
+    emulator: WeChatEmulator,
+    config: dict[str, t.Any],
+    caplog: pytest.LogCaptureFixture,
+    errcode: int,
+    hint: str,
+) -> None:
+    emulator.add_fault(
+        Fault("errcode", path=STABLE, errcode=errcode, errmsg="the errmsg", times=-1)
+    )
+    out = sync(config)
+    assert out.exit_code == 1
+    assert len(emulator.calls_to(STABLE)) == 1  # not retried, and not asked again per stream
+    assert emulator.calls_to(HOURLY) == emulator.calls_to(DAILY) == []
+    assert f"errcode {errcode}: the errmsg" in caplog.text
+    assert hint in caplog.text
+    assert out.records() == []
