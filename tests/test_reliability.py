@@ -17,6 +17,7 @@ from tap_wechat_share.client import seconds_to_next_minute
 from tests.conftest import (
     APP_SECRET,
     TAP_EXECUTABLE,
+    TapOutput,
     article_rows,
     bookmark,
     daily_rows,
@@ -165,6 +166,44 @@ def test_minute_quota_waits_for_the_next_minute_and_goes_on(
     assert out.exit_code == 0
     assert "waiting 0 s for the next minute" in caplog.text
     assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
+
+
+def _minute_quota_refusals(
+    emulator: WeChatEmulator, config: dict[str, t.Any], monkeypatch: pytest.MonkeyPatch, times: int
+) -> tuple[TapOutput, list[str]]:
+    """Run with 2026-11-02 answered 45011 ``times`` times; return the run and that day's calls."""
+    # No real minutes: the wait is computed by seconds_to_next_minute, whatever sleeps it.
+    monkeypatch.setattr(client_module, "seconds_to_next_minute", lambda *_: 0.0)
+    emulator.add_fault(Fault("errcode", path=HOURLY, day="2026-11-02", errcode=45011, times=times))
+    out = sync(config | {"end_date": "2026-11-03", "max_concurrent_requests": 1})
+    outcomes = [c.outcome for c in emulator.calls_to(HOURLY) if c.begin_date == "2026-11-02"]
+    return out, outcomes
+
+
+def test_minute_quota_ten_waits_for_one_request_then_it_goes_on(
+    emulator: WeChatEmulator, config: dict[str, t.Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, outcomes = _minute_quota_refusals(emulator, config, monkeypatch, times=10)
+    assert out.exit_code == 0
+    assert outcomes == ["errcode 45011"] * 10 + ["ok"]
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-03")
+
+
+def test_minute_quota_an_eleventh_refusal_stops_the_account_without_a_twelfth_try(
+    emulator: WeChatEmulator,
+    config: dict[str, t.Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    out, outcomes = _minute_quota_refusals(emulator, config, monkeypatch, times=11)
+    assert out.exit_code == 1
+    assert outcomes == ["errcode 45011"] * 11
+    message = (
+        "share_hour 2026-11-02: the per-minute quota (errcode 45011) was still reached after 10 "
+        "waits"
+    )
+    assert message in caplog.text
+    assert bookmark(out.final_state, "share_hour") == "2026-11-01"
 
 
 @pytest.mark.parametrize(
