@@ -17,6 +17,7 @@ if t.TYPE_CHECKING:
     from pathlib import Path
 
 HOURLY = "/datacube/getusersharehour"
+DAILY = "/datacube/getusershare"
 STABLE = "/cgi-bin/stable_token"
 APPS = {
     "wxaaaa000000000001": "secret-a-0123456789abcdef",
@@ -195,3 +196,31 @@ def test_top_level_credentials_with_accounts_are_refused(
     assert out.exit_code == 1
     assert "accounts is given, so app_id must not be" in out.stderr
     assert emu4.calls == []
+
+
+def test_an_account_that_failed_in_one_stream_is_not_read_in_the_next(
+    emu4: WeChatEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A fails at its first datacube call, whichever stream runs first; B is unaffected.
+    for path in (HOURLY, DAILY):
+        emu4.add_fault(Fault("errcode", path=path, app_id=A, errcode=48001, times=-1))
+    config = {
+        "accounts": [
+            {"app_id": A, "app_secret": APPS[A]},
+            {"app_id": B, "app_secret": APPS[B]},
+        ],
+        "start_date": "2026-11-01",
+        "end_date": "2026-11-03",
+        "api_url": emu4.url,
+        "max_concurrent_requests": 1,
+    }
+    out = sync(config)
+    assert out.exit_code == 1
+    calls_for_a = [c for c in emu4.calls if c.app_id == A and c.path in {HOURLY, DAILY}]
+    assert len(calls_for_a) == 1, [(c.path, c.begin_date) for c in calls_for_a]
+    assert not [r for r in out.records() if r["app_id"] == A]
+    # B is read in both streams, the one A was skipped in included.
+    assert out.records("share_hour") == hourly_rows(emu4, "2026-11-01", "2026-11-03", B)
+    for stream in ("share_hour", "share_day"):
+        assert bookmark(out.final_state, stream, B) == "2026-11-03"
+    assert "1 of 2 account(s) failed" in caplog.text
