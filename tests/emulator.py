@@ -89,7 +89,9 @@ TOKEN_EXPIRES_IN = 7200
 # Faults that change how a call is answered (checked when the call arrives).
 _ANSWER_FAULTS = frozenset({"errcode", "http", "html", "reset", "rotate", "no_list"})
 # Faults that alter the rows of an otherwise successful datacube answer.
-_DATA_FAULTS = frozenset({"stray", "duplicate", "bad_hour", "negative", "missing_key", "odd_value"})
+_DATA_FAULTS = frozenset(
+    {"stray", "duplicate", "bad_hour", "negative", "missing_key", "odd_value", "digit_strings"}
+)
 # Faults that change how the answer's bytes are sent: one byte every ``delay`` seconds, the whole
 # answer (``trickle``) or only its body after whole headers (``trickle_body``).
 _SEND_FAULTS = frozenset({"trickle", "trickle_body"})
@@ -151,7 +153,8 @@ class Fault:
     A fault applies to the first ``times`` calls it matches (``-1``: to every matching call),
     then it is used up. A call can be affected by at most one ``delay`` fault, one answering
     fault (``errcode``, ``http``, ``html``, ``reset``, ``rotate``, ``no_list``), one data
-    fault (``stray``, ``duplicate``, ``bad_hour``, ``negative``, ``missing_key``) and one sending
+    fault (``stray``, ``duplicate``, ``bad_hour``, ``negative``, ``missing_key``, ``odd_value``,
+    ``digit_strings``) and one sending
     fault (``trickle``: the whole answer, status line and headers included, is sent one byte
     every ``delay`` seconds; ``trickle_body``: the headers at once, then the body one byte every
     ``delay`` seconds); among faults of the same group the one added first wins. Data faults only
@@ -846,10 +849,11 @@ def _stray_rows(begin: dt.date, *, hourly: bool) -> list[Row]:
 def _spoil(kind: str, rows: list[Row], begin: dt.date, *, hourly: bool, value: object) -> None:
     """Alter ``rows`` in place as data fault ``kind`` says.
 
-    ``stray`` puts its two rows first; the other kinds append at the end: ``duplicate`` a copy of
-    the first row (nothing if there is none), ``bad_hour`` a row with ``ref_hour`` 1250 (daily
-    rows too), ``negative`` a row with ``share_count`` -3, ``missing_key`` a row without
-    ``share_scene``, ``odd_value`` a row whose ``share_count`` is the fault's ``value``.
+    ``stray`` puts its two rows first; ``digit_strings`` gives every row's counts as strings of
+    digits (``"12"``); the other kinds append at the end: ``duplicate`` a copy of the first row
+    (nothing if there is none), ``bad_hour`` a row with ``ref_hour`` 1250 (daily rows too),
+    ``negative`` a row with ``share_count`` -3, ``missing_key`` a row without ``share_scene``,
+    ``odd_value`` a row whose ``share_count`` is the fault's ``value``.
     """
     iso = begin.isoformat()
     hour: Row = {"ref_hour": 0} if hourly else {}
@@ -865,6 +869,10 @@ def _spoil(kind: str, rows: list[Row], begin: dt.date, *, hourly: bool, value: o
         rows.append(
             {"ref_date": iso, **hour, "share_scene": 255, "share_count": -3, "share_user": 1}
         )
+    elif kind == "digit_strings":
+        for row in rows:
+            row["share_count"] = str(row["share_count"])
+            row["share_user"] = str(row["share_user"])
     elif kind == "missing_key":
         rows.append({"ref_date": iso, **hour, "share_count": 5, "share_user": 2})
     elif kind == "odd_value":

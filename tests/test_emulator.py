@@ -565,6 +565,17 @@ def test_missing_key_fault_adds_a_row_without_scene(emulator: WeChatEmulator, to
     assert set(rows[-1]) == DAILY_KEYS - {"share_scene"}
 
 
+def test_digit_strings_fault_gives_counts_as_strings(emulator: WeChatEmulator, token: str) -> None:
+    day = busy_day(emulator)
+    emulator.add_fault(Fault("digit_strings"))
+    rows = rows_of(datacube(emulator, token, day))
+    expected = emulator.hourly_rows(APP, day)
+    for row in expected:
+        row["share_count"] = str(row["share_count"])
+        row["share_user"] = str(row["share_user"])
+    assert rows == expected
+
+
 def test_no_list_fault_answers_an_empty_object(emulator: WeChatEmulator, token: str) -> None:
     day = busy_day(emulator)
     emulator.add_fault(Fault("no_list"))

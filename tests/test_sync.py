@@ -220,6 +220,21 @@ def test_end_date_after_the_latest_published_day_is_clamped(
     assert bookmark(out.final_state, "share_hour") == latest
 
 
+def test_counts_given_as_digit_strings_are_read_as_integers(
+    emulator: WeChatEmulator, config: dict[str, t.Any]
+) -> None:
+    for path in (HOURLY, DAILY):
+        emulator.add_fault(Fault("digit_strings", path=path, day="2026-11-02"))
+    out = sync(config)
+    assert out.exit_code == 0
+    assert {c.outcome for c in emulator.calls if c.begin_date == "2026-11-02"} == {
+        "ok digit_strings"
+    }
+    # The same records as from integers: integers (the schema check in sync() insists too).
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
+    assert out.records("share_day") == daily_rows(emulator, "2026-11-01", "2026-11-10")
+
+
 @pytest.mark.parametrize("errcode", [-1, 61503])
 def test_busy_and_data_not_ready_errcodes_are_retried(
     emulator: WeChatEmulator, config: dict[str, t.Any], errcode: int
