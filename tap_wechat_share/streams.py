@@ -58,6 +58,8 @@ COUNT_FIELDS = ("share_count", "share_user")
 ARTICLE_SHARE_FIRST_DAY = dt.date(2025, 11, 1)
 """getarticleshare keeps its data from this day on; earlier dates are not valid."""
 MELTANO_PLUGIN = "tap-wechat-share"
+# fromisoformat alone also reads ISO week dates ("2024-W18-3") from Python 3.11.
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class RowError(FatalError):
@@ -649,7 +651,7 @@ class DatacubeStream(Stream):
                 day = dt.date.fromisoformat(ref_date) if isinstance(ref_date, str) else None
             except ValueError:
                 day = None
-            if day is None or len(ref_date) != len("YYYY-MM-DD"):  # type: ignore[arg-type]
+            if day is None or not _ISO_DATE.fullmatch(ref_date):  # type: ignore[arg-type]
                 msg = f"a row has ref_date={ref_date!r}, not a YYYY-MM-DD date"
                 raise RowError(msg)
             inside[ref_date] = day in window  # type: ignore[index]
