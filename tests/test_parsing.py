@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import typing as t
 
 import pytest
@@ -50,6 +51,15 @@ def unique_by_key(rows: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
     return list(seen.values())
 
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -86,7 +96,7 @@ def test_valid_rows_come_out_once_sorted_with_app_id_and_strays_dropped(
     bad=st.one_of(
         st.none(),
         st.floats(allow_nan=True),
-        st.text(max_size=8).filter(lambda s: not s.strip().lstrip("-").isdigit()),
+        st.text(max_size=8).filter(lambda s: not is_integer_like(s)),
         st.lists(st.integers(), max_size=2),
         st.booleans(),
     ),
@@ -134,20 +144,172 @@ def test_two_different_rows_for_one_key_stop(
         streams["share_hour"].parse_rows({"list": [row, other]}, WINDOW, "wxprop")
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=20,
+INT_FIELDS = ("ref_hour", "share_scene", "share_count", "share_user")
+DELETE = object()
+"""A spoiled field's 'value' that means: the field is left out of the row."""
+ODD_VALUES: dict[str, list[object]] = {
+    "ref_date": ["2024-W18-3", "2024-5-1", "20240501", "2024-02-30", "2024/05/01", 20240501],
+    "ref_hour": ["--5", "²", "1.5", "", "12 3", 1.5, True, 1250, -100, 2400],
+    "share_scene": ["--5", "²", "1.5", "", "0x10", 1.5, False, [1]],
+    "share_count": ["--5", "²", "1e3", " ", "-3", 2.0, True, -1],
+    "share_user": ["--5", "²", "1.5", "twelve", "-0.0", 3.5, False, -7],
+}
+"""Values the tap must refuse, one list per field: malformed, unreadable or impossible."""
+
+
+def is_integer_like(value: object) -> bool:
+    """An int (not a bool), or a string of ASCII digits with an optional minus sign."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (
+        isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value) is not None
+    )
+
+
+def is_date(value: object) -> bool:
+    """A string ``YYYY-MM-DD`` naming a real day."""
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        return False
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def is_acceptable(field: str, value: object) -> bool:
+    """Whether the tap must accept ``value`` for ``field`` (the rules of the README)."""
+    if value is DELETE:
+        return False
+    if field == "ref_date":
+        return is_date(value)
+    if not is_integer_like(value):
+        return False
+    number = int(t.cast("int | str", value))
+    if field == "ref_hour":
+        return number in HOURS
+    return field == "share_scene" or number >= 0
+
+
+@st.composite
+def answers(
+    draw: st.DrawFn,
+) -> tuple[str, list[object], list[dict[str, t.Any]] | str]:
+    """An answer's rows, mostly valid, and what parsing it must give.
+
+    Returns the stream, the rows, and either the expected records (a valid answer: three in
+    four) or the words the error must contain (the spoiled field, 'not an object' or 'two
+    different rows'). Valid answers mix rows in the window (some with counts as strings of
+    digits), rows outside it, and exact copies.
+    """
+    stream = draw(st.sampled_from(["share_hour", "share_day"]))
+    hourly = stream == "share_hour"
+    key_fields = ("ref_date", "ref_hour", "share_scene") if hourly else ("ref_date", "share_scene")
+    rnd = draw(st.randoms(use_true_random=False))
+
+    def rows_on(
+        day: st.SearchStrategy[str], min_size: int, max_size: int
+    ) -> list[dict[str, t.Any]]:
+        rows = draw(st.lists(hourly_row(day), min_size=min_size, max_size=max_size))
+        for row in rows:
+            if not hourly:
+                del row["ref_hour"]
+        return rows
+
+    unique: dict[tuple[t.Any, ...], dict[str, t.Any]] = {}
+    for row in rows_on(days_in, 1, 15):
+        unique.setdefault(tuple(row[f] for f in key_fields), row)
+    valid = list(unique.values())
+    expected = [{"app_id": "wxprop", **row} for _, row in sorted(unique.items())]
+    copies = [dict(row) for row in valid[: rnd.randint(0, 3)]]
+    rows: list[object] = [
+        {k: str(v) if k in INT_FIELDS and rnd.random() < 0.2 else v for k, v in row.items()}
+        for row in valid + rows_on(days_out, 0, 3) + copies
+    ]
+    rnd.shuffle(rows)
+    if rnd.random() < 0.75:  # three answers in four are valid
+        return stream, rows, expected
+
+    # One spoiled row, anywhere: a field left out or made unreadable or impossible, a row that
+    # is no object, or a second, different row for a key already answered.
+    row = draw(hourly_row(st.one_of(days_in, days_out)))
+    if not hourly:
+        del row["ref_hour"]
+    what = draw(st.sampled_from([*row, "not an object", "two different rows"]))
+    rows.insert(rnd.randint(0, len(rows)), spoil(draw, row, what, valid, rows))
+    return stream, rows, what
+
+
+def spoil(
+    draw: st.DrawFn,
+    row: dict[str, t.Any],
+    what: str,
+    valid: list[dict[str, t.Any]],
+    rows: list[object],
+) -> object:
+    """Return the spoiled row ``what`` names, made from ``row`` (or a valid row's key)."""
+    if what == "not an object":
+        return draw(st.one_of(st.none(), st.integers(), st.text(max_size=5), st.lists(st.none())))
+    if what == "two different rows":
+        if not valid:
+            valid.append(dict(row, ref_date=WINDOW.begin.isoformat()))
+            rows.append(valid[-1])
+        return dict(valid[0], share_count=int(valid[0]["share_count"]) + 1)
+    value = draw(
+        st.one_of(
+            st.just(DELETE),
+            st.sampled_from(ODD_VALUES[what]),
+            json_values.filter(lambda value: not is_acceptable(what, value)),
+        )
+    )
+    if value is DELETE:
+        del row[what]
+    else:
+        row[what] = value
+    return row
+
+
+@settings(SETTINGS, max_examples=150)
+@given(case=answers())
+def test_mostly_valid_answers_give_exactly_their_records_and_spoiled_ones_stop(
+    streams: dict[str, DatacubeStream],
+    case: tuple[str, list[object], list[dict[str, t.Any]] | str],
+) -> None:
+    stream, rows, outcome = case
+    parse = streams[stream].parse_rows
+    if isinstance(outcome, str):
+        with pytest.raises(RowError, match=re.escape(outcome)):
+            parse({"list": rows}, WINDOW, "wxprop")
+        return
+    # Valid: each row in the window once, sorted by key, integers, strays and copies dropped.
+    assert parse({"list": rows}, WINDOW, "wxprop") == outcome
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [(field, value) for field, values in ODD_VALUES.items() for value in values],
 )
+def test_each_odd_value_stops_with_a_message_naming_its_field(
+    streams: dict[str, DatacubeStream], field: str, value: object
+) -> None:
+    row = {
+        "ref_date": "2024-05-02",
+        "ref_hour": 100,
+        "share_scene": 1,
+        "share_count": 3,
+        "share_user": 2,
+        field: value,
+    }
+    with pytest.raises(RowError, match=field):
+        streams["share_hour"].parse_rows({"list": [row]}, WINDOW, "wxprop")
 
 
 @SETTINGS
 @given(body=st.dictionaries(st.sampled_from(["list", "errcode", "x"]), json_values, max_size=3))
-def test_any_json_answer_either_parses_into_valid_records_or_raises_row_error(
+def test_any_json_answer_raises_nothing_but_row_error(
     streams: dict[str, DatacubeStream], body: dict[str, t.Any]
 ) -> None:
+    # Robustness only: such bodies almost never parse (the test above checks the records).
     for stream in streams.values():
         try:
             records = stream.parse_rows(body, WINDOW, "wxprop")
