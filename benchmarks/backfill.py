@@ -10,10 +10,10 @@ It prints a markdown table of figures with their targets, and exits 1 if a targe
 - The emulator (``tests/emulator.py``) serves from a separate process, so that its CPU time is
   nobody's in the figures. That process is this script (``emulator`` subcommand): it takes
   commands on its stdin to change the injected latency and to report the calls it received.
-  One change to the emulator, made only there: Nagle's algorithm is turned off on its sockets
-  (``disable_nagle_algorithm``; nginx's ``tcp_nodelay`` does the same in front of WeChat).
-  Otherwise every answer, written as two sends (headers, then body), waits about 40 ms for the
-  client's delayed ACK, and "100 ms of latency" is really 140 ms.
+  The emulator turns Nagle's algorithm off on its sockets (``TCP_NODELAY``, as nginx's
+  ``tcp_nodelay`` does in front of WeChat): otherwise every answer, written as two sends
+  (headers, then body), would wait about 40 ms for the client's delayed ACK, and "100 ms of
+  latency" would be 140 ms.
 - The tap is the real ``tap-wechat-share`` console script in a subprocess, with a config file and
   a catalog that selects ``share_hour`` only. Its stdout goes to a pipe that is counted, then
   discarded. Its CPU time (user + system) and peak memory (``ru_maxrss``) are that process's own,
@@ -30,7 +30,7 @@ It prints a markdown table of figures with their targets, and exits 1 if a targe
   both; then every line written is a system call, and every start compiles the SDK and its
   dependencies from source (about 1 s of CPU). ``--as-is-env`` keeps the environment as it is.
 
-Figures (each the best of ``--repeat`` runs; peak memory: the highest):
+Figures (times: the best of ``--repeat`` runs; calls and peak memory: the most of them):
 
 - wall time of a ``--wall-days`` backfill at ``--latency`` seconds per datacube call, with 1 and
   with 8 requests in flight, and the speedup; the calls the emulator received in those runs,
