@@ -196,7 +196,7 @@ def raise_for_errcode(body: Mapping[str, t.Any]) -> None:
         ApiError: Of the subclass that says what to do.
     """
     errcode = body.get("errcode", 0)
-    if errcode in {0, None}:
+    if errcode is None or errcode == 0:  # not "in {0, None}": a list is unhashable
         return
     try:
         code = int(errcode)
