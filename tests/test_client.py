@@ -1,0 +1,67 @@
+"""The HTTP client on its own: what it says about faults, and its errcode and minute rules."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import responses
+
+from tap_wechat_share.client import (
+    FatalError,
+    RetriableError,
+    WeChatClient,
+    raise_for_errcode,
+    seconds_to_next_minute,
+)
+
+URL = "http://127.0.0.1:9"
+HOURLY = "/datacube/getusersharehour"
+
+
+@responses.activate
+def test_an_http_fault_without_a_content_type_is_named_with_its_body_excerpt() -> None:
+    responses.add(
+        responses.POST, URL + HOURLY, status=502, body="  bad\n  gateway  ", content_type=None
+    )
+    client = WeChatClient(URL, max_tries=1)
+    with pytest.raises(FatalError) as caught:
+        client.post(HOURLY, {}, what="share_hour 2026-11-02")
+    assert str(caught.value) == (
+        "share_hour 2026-11-02: gave up after 1 tries; last error: HTTP 502, unknown type: "
+        "'bad gateway'"
+    )
+
+
+@responses.activate
+def test_a_long_body_is_cut_to_120_characters_in_the_message() -> None:
+    body = "x" * 119 + "yz"
+    responses.add(responses.POST, URL + HOURLY, status=503, body=body, content_type="text/plain")
+    with pytest.raises(FatalError, match=r"HTTP 503, text/plain: 'x{119}y'$"):
+        WeChatClient(URL, max_tries=1).post(HOURLY, {})
+
+
+@pytest.mark.parametrize("errcode", ["abc", "", [1], {"code": 1}])
+def test_an_unreadable_errcode_is_a_transient_fault_that_quotes_it(errcode: object) -> None:
+    with pytest.raises(RetriableError) as caught:
+        raise_for_errcode({"errcode": errcode, "errmsg": "?"})
+    assert str(caught.value) == f"unreadable errcode {str(errcode)[:20]!r} in WeChat's answer"
+
+
+@pytest.mark.parametrize("body", [{}, {"errcode": 0}, {"errcode": None}, {"list": []}])
+def test_no_errcode_or_errcode_0_is_no_error(body: dict[str, object]) -> None:
+    raise_for_errcode(body)
+
+
+def test_seconds_to_next_minute_reads_the_clock_by_default() -> None:
+    # Whatever the time: more than 1 s (the margin), at most a minute and 1 s.
+    assert 1.0 < seconds_to_next_minute() <= 61.0
+
+
+def test_a_connection_error_is_retried_and_named_without_the_token() -> None:
+    client = WeChatClient(URL, max_tries=2, backoff_factor=0.0)
+    with pytest.raises(FatalError) as caught:
+        client.post(HOURLY, {}, access_token="a-token-in-the-url-123456", what="share_hour x")
+    assert str(caught.value).startswith("share_hour x: gave up after 2 tries; last error: ")
+    assert "ConnectionError" in str(caught.value)
+    assert "a-token-in-the-url-123456" not in str(caught.value)
+    assert isinstance(requests.exceptions.ConnectionError(), requests.exceptions.RequestException)
