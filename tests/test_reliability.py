@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import typing as t
@@ -15,6 +16,7 @@ import pytest
 from tap_wechat_share import client as client_module
 from tap_wechat_share.client import seconds_to_next_minute
 from tests.conftest import (
+    APP_ID,
     APP_SECRET,
     TAP_EXECUTABLE,
     TapOutput,
@@ -125,6 +127,22 @@ def test_one_answer_without_a_list_is_retried_and_the_day_loads(
     out = sync(config)
     assert out.exit_code == 0
     assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
+
+
+def test_each_retry_is_logged_with_the_fault_the_try_and_the_wait(
+    emulator: WeChatEmulator, config: dict[str, t.Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.add_fault(Fault("http", path=HOURLY, day="2026-11-02", status=502))
+    out = sync(config | {"max_concurrent_requests": 1, "max_tries": 3, "end_date": "2026-11-02"})
+    assert out.exit_code == 0
+    [line] = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    fault = (
+        "HTTP 502, text/html: '<html> <head><title>502 Bad Gateway</title></head> <body> "
+        "<center><h1>502 Bad Gateway</h1></center> <hr><center>ngin'"
+    )
+    # The wait is random (full jitter): its figure is not pinned.
+    expected = re.escape(f"{APP_ID} share_hour 2026-11-02: {fault}; try 1 of 3, retrying in ")
+    assert re.fullmatch(expected + r"\d+\.\d s", line), line
 
 
 def test_timeouts_are_retried(emulator: WeChatEmulator, config: dict[str, t.Any]) -> None:
