@@ -221,9 +221,21 @@ def freeze_clock(monkeypatch: pytest.MonkeyPatch, instant: pendulum.DateTime) ->
     at ``instant``."""
 
     def now(tz: str | None = None) -> pendulum.DateTime:
-        return instant.in_tz(tz) if tz else instant
+        return instant.in_tz(tz or pendulum.tz.get_local_timezone())  # as pendulum.now does
 
     monkeypatch.setattr(pendulum, "now", now)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that run a process (``process``): mutation testing leaves them out.
+
+    A mutant lives in the test process only; the console script in a subprocess runs the
+    installed code, so such a test cannot catch a mutant and only costs time there.
+    """
+    for item in items:
+        code = getattr(getattr(item, "function", None), "__code__", None)
+        if code is not None and {"run_tap", "subprocess", "TAP_EXECUTABLE"} & set(code.co_names):
+            item.add_marker(pytest.mark.process)
 
 
 @pytest.fixture(autouse=True)
