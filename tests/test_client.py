@@ -7,6 +7,7 @@ import requests
 import responses
 
 from tap_wechat_share.client import (
+    ApiError,
     FatalError,
     RetriableError,
     WeChatClient,
@@ -45,6 +46,12 @@ def test_an_unreadable_errcode_is_a_transient_fault_that_quotes_it(errcode: obje
     with pytest.raises(RetriableError) as caught:
         raise_for_errcode({"errcode": errcode, "errmsg": "?"})
     assert str(caught.value) == f"unreadable errcode {str(errcode)[:20]!r} in WeChat's answer"
+
+
+def test_an_errcode_without_errmsg_is_named_with_an_empty_one() -> None:
+    with pytest.raises(ApiError) as caught:
+        raise_for_errcode({"errcode": 45009})
+    assert str(caught.value) == "errcode 45009: "
 
 
 @pytest.mark.parametrize("body", [{}, {"errcode": 0}, {"errcode": None}, {"list": []}])

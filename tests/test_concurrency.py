@@ -103,6 +103,16 @@ def test_requests_in_flight_reach_the_setting_and_never_exceed_it(
     assert len(emulator.calls_to(STABLE)) == 1
 
 
+def test_the_connection_pool_holds_more_requests_in_flight_than_its_default_of_ten(
+    emulator: WeChatEmulator, config: dict[str, t.Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.latency = 0.05
+    out = sync(config | {"start_date": FIRST, "end_date": LAST, "max_concurrent_requests": 16})
+    assert out.exit_code == 0
+    # No connection is opened for one request and thrown away (urllib3 warns when it does).
+    assert "Connection pool is full" not in caplog.text
+
+
 def test_simultaneous_refusals_of_the_token_lead_to_one_renewal(
     emulator: WeChatEmulator, config: dict[str, t.Any]
 ) -> None:

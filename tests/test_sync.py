@@ -51,6 +51,15 @@ def _day(d: int) -> dt.date:
     return dt.date(2026, 11, d)
 
 
+def test_an_api_url_with_a_trailing_slash_works(
+    emulator: WeChatEmulator, config: dict[str, t.Any]
+) -> None:
+    out = sync(config | {"api_url": emulator.url + "/", "end_date": "2026-11-02"})
+    assert out.exit_code == 0
+    assert {c.path for c in emulator.calls} == {STABLE, HOURLY, DAILY}
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-02")
+
+
 def test_records_are_in_day_order_and_typed(config: dict[str, t.Any]) -> None:
     records = sync(config).records("share_hour")
     assert records == sorted(
