@@ -37,7 +37,12 @@ def test_an_http_fault_without_a_content_type_is_named_with_its_body_excerpt() -
 def test_a_long_body_is_cut_to_120_characters_in_the_message() -> None:
     body = "x" * 119 + "yz"
     responses.add(responses.POST, URL + HOURLY, status=503, body=body, content_type="text/plain")
-    with pytest.raises(FatalError, match=r"HTTP 503, text/plain: 'x{119}y'$"):
+    # Without `what`, the message names the path.
+    with pytest.raises(
+        FatalError,
+        match=r"^/datacube/getusersharehour: gave up after 1 tries; "
+        r"last error: HTTP 503, text/plain: 'x{119}y'$",
+    ):
         WeChatClient(URL, max_tries=1).post(HOURLY, {})
 
 

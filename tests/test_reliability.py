@@ -182,7 +182,10 @@ def test_minute_quota_waits_for_the_next_minute_and_goes_on(
     )
     out = sync(config | {"max_concurrent_requests": 1, "max_tries": 1})
     assert out.exit_code == 0
-    assert "waiting 0 s for the next minute" in caplog.text
+    assert (
+        f"{APP_ID} share_hour 2026-11-02: errcode 45011: api minute-quota reach limit; waiting 0 s "
+        "for the next minute"
+    ) in caplog.text
     assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
 
 
@@ -217,8 +220,8 @@ def test_minute_quota_an_eleventh_refusal_stops_the_account_without_a_twelfth_tr
     assert out.exit_code == 1
     assert outcomes == ["errcode 45011"] * 11
     message = (
-        "share_hour 2026-11-02: the per-minute quota (errcode 45011) was still reached after 10 "
-        "waits"
+        f"{APP_ID} share_hour 2026-11-02: the per-minute quota (errcode 45011) was still reached "
+        "after 10 waits; lower max_concurrent_requests or run other jobs at another time"
     )
     assert message in caplog.text
     assert bookmark(out.final_state, "share_hour") == "2026-11-01"
