@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+
 import pytest
 import requests
 import responses
@@ -77,3 +80,49 @@ def test_a_connection_error_is_retried_and_named_without_the_token() -> None:
     assert "ConnectionError" in str(caught.value)
     assert "a-token-in-the-url-123456" not in str(caught.value)
     assert isinstance(requests.exceptions.ConnectionError(), requests.exceptions.RequestException)
+
+
+@responses.activate
+def test_http_500_is_retried_like_any_5xx() -> None:
+    responses.add(responses.POST, URL + HOURLY, status=500, body="oops", content_type="text/plain")
+    responses.add(responses.POST, URL + HOURLY, json={"list": []})
+    client = WeChatClient(URL, max_tries=2, backoff_factor=0.0)
+    assert client.post(HOURLY, {}, required="list") == {"list": []}
+
+
+@responses.activate
+def test_an_unexpected_status_stops_at_once_naming_it() -> None:
+    responses.add(responses.POST, URL + HOURLY, status=404, body="nope", content_type="text/plain")
+    with pytest.raises(FatalError) as caught:
+        WeChatClient(URL, max_tries=3).post(HOURLY, {}, what="x")
+    assert str(caught.value) == "unexpected answer (HTTP 404, text/plain: 'nope'); check api_url"
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_page_instead_of_json_is_retried_and_named() -> None:
+    responses.add(
+        responses.POST,
+        URL + HOURLY,
+        status=200,
+        body="<html>login</html>",
+        content_type="text/html",
+    )
+    with pytest.raises(FatalError) as caught:
+        WeChatClient(URL, max_tries=2, backoff_factor=0.0).post(HOURLY, {}, what="x")
+    assert str(caught.value) == (
+        "x: gave up after 2 tries; last error: answer is not JSON "
+        "(HTTP 200, text/html: '<html>login</html>')"
+    )
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_each_answer_is_logged_at_debug_with_its_status_and_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tap_wechat_share.client")
+    responses.add(responses.POST, URL + HOURLY, json={"list": []})
+    WeChatClient(URL).post(HOURLY, {}, what="share_hour 2026-11-02")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "tap_wechat_share.client"]
+    assert re.fullmatch(r"share_hour 2026-11-02: HTTP 200 in \d+\.\d{3} s", line), line
