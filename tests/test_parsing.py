@@ -352,3 +352,14 @@ def test_an_undocumented_share_scene_is_loaded_with_one_warning(
     records = streams["share_hour"].parse_rows({"list": rows}, WINDOW, "wxprop")
     assert [r["share_scene"] for r in records] == [7, 7, 7]
     assert caplog.text.count("share_scene 7 is not one WeChat documents") == 1
+
+
+@pytest.mark.parametrize("rows", ["x", None, {"a": 1}])
+def test_an_answer_whose_list_is_no_list_stops_naming_it(
+    streams: dict[str, DatacubeStream], rows: object
+) -> None:
+    with pytest.raises(RowError) as caught:
+        streams["share_hour"].parse_rows({"list": rows}, WINDOW, "wxprop", "wxprop share_hour x")
+    assert str(caught.value) == (
+        f"wxprop share_hour x: WeChat's answer has no list of rows (list: {str(rows)[:40]!r})"
+    )
