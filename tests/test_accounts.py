@@ -19,6 +19,7 @@ if t.TYPE_CHECKING:
 HOURLY = "/datacube/getusersharehour"
 DAILY = "/datacube/getusershare"
 STABLE = "/cgi-bin/stable_token"
+ARTICLE = "/datacube/getarticleshare"
 APPS = {
     "wxaaaa000000000001": "secret-a-0123456789abcdef",
     "wxbbbb000000000002": "secret-b-0123456789abcdef",
@@ -202,7 +203,7 @@ def test_an_account_that_failed_in_one_stream_is_not_read_in_the_next(
     emu4: WeChatEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A fails at its first datacube call, whichever stream runs first; B is unaffected.
-    for path in (HOURLY, DAILY):
+    for path in (HOURLY, DAILY, ARTICLE):
         emu4.add_fault(Fault("errcode", path=path, app_id=A, errcode=48001, times=-1))
     config = {
         "accounts": [
@@ -216,11 +217,11 @@ def test_an_account_that_failed_in_one_stream_is_not_read_in_the_next(
     }
     out = sync(config)
     assert out.exit_code == 1
-    calls_for_a = [c for c in emu4.calls if c.app_id == A and c.path in {HOURLY, DAILY}]
+    calls_for_a = [c for c in emu4.calls if c.app_id == A and c.path in {HOURLY, DAILY, ARTICLE}]
     assert len(calls_for_a) == 1, [(c.path, c.begin_date) for c in calls_for_a]
     assert not [r for r in out.records() if r["app_id"] == A]
     # B is read in both streams, the one A was skipped in included.
     assert out.records("share_hour") == hourly_rows(emu4, "2026-11-01", "2026-11-03", B)
     for stream in ("share_hour", "share_day"):
         assert bookmark(out.final_state, stream, B) == "2026-11-03"
-    assert "1 of 2 account(s) failed" in caplog.text
+    assert "1 of 2 accounts failed" in caplog.text

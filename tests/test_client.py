@@ -6,7 +6,6 @@ import logging
 import re
 
 import pytest
-import requests
 import responses
 
 from tap_wechat_share.client import (
@@ -72,14 +71,13 @@ def test_seconds_to_next_minute_reads_the_clock_by_default() -> None:
     assert 1.0 < seconds_to_next_minute() <= 61.0
 
 
-def test_a_connection_error_is_retried_and_named_without_the_token() -> None:
+def test_a_connection_error_is_retried_and_named() -> None:
     client = WeChatClient(URL, max_tries=2, backoff_factor=0.0)
     with pytest.raises(FatalError) as caught:
-        client.post(HOURLY, {}, access_token="a-token-in-the-url-123456", what="share_hour x")
-    assert str(caught.value).startswith("share_hour x: gave up after 2 tries; last error: ")
-    assert "ConnectionError" in str(caught.value)
-    assert "a-token-in-the-url-123456" not in str(caught.value)
-    assert isinstance(requests.exceptions.ConnectionError(), requests.exceptions.RequestException)
+        client.post(HOURLY, {}, what="share_hour x")
+    assert str(caught.value).startswith(
+        "share_hour x: gave up after 2 tries; last error: ConnectionError: "
+    )
 
 
 @responses.activate
