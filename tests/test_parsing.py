@@ -363,3 +363,19 @@ def test_an_answer_whose_list_is_no_list_stops_naming_it(
     assert str(caught.value) == (
         f"wxprop share_hour x: WeChat's answer has no list of rows (list: {str(rows)[:40]!r})"
     )
+
+
+def test_rows_dropped_are_counted_in_one_warning_each(
+    streams: dict[str, DatacubeStream], caplog: pytest.LogCaptureFixture
+) -> None:
+    row = {"ref_date": "2024-05-02", "ref_hour": 0, "share_scene": 1}
+    row |= {"share_count": 3, "share_user": 2}
+    strays = [dict(row, ref_date=day) for day in ("2021-05-02", "2021-05-02", "2024-05-09")]
+    rows = [row, dict(row), dict(row), *strays]
+    records = streams["share_hour"].parse_rows({"list": rows}, WINDOW, "wxprop", "w")
+    assert records == [{"app_id": "wxprop", **row}]
+    messages = [r.getMessage() for r in caplog.records]
+    assert "w: dropped 3 row(s) dated outside the requested days (2021-05-02, 2024-05-09)" in (
+        messages
+    )
+    assert "w: dropped 2 exact duplicate row(s)" in messages
