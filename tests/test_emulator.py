@@ -319,14 +319,13 @@ def test_rows_helpers_return_copies() -> None:
     assert emu.daily_rows(APP, day)[0]["share_count"] != -1
 
 
-def test_generation_is_cheap() -> None:
-    emu = WeChatEmulator()
-    days = [dt.date(2021, 1, 1) + dt.timedelta(offset) for offset in range(1095)]
-    started = time.perf_counter()
-    for day in days:
-        emu.hourly_rows(APP, day)
-        emu.daily_rows(APP, day)
-    assert time.perf_counter() - started < 1.0
+def test_generation_is_deterministic_across_emulators() -> None:
+    # Was a timed test (< 1 s for 3 years): timings belong in the benchmarks, not in tests.
+    days = [dt.date(2021, 1, 1) + dt.timedelta(offset) for offset in range(0, 1095, 37)]
+    first, second = WeChatEmulator(), WeChatEmulator()
+    assert [first.hourly_rows(APP, d) for d in days] == [second.hourly_rows(APP, d) for d in days]
+    assert [first.daily_rows(APP, d) for d in days] == [second.daily_rows(APP, d) for d in days]
+    assert any(first.hourly_rows(APP, d) for d in days)
 
 
 # --------------------------------------------------------------------------- date rules
