@@ -17,7 +17,8 @@ from singer_sdk.streams._state import StreamStateManager
 
 from tap_wechat_share.state import IndexedStateManager
 from tests.conftest import TAP_EXECUTABLE, TODAY, bookmark, hourly_rows, key_of, run_tap, sync
-from tests.emulator import Call, WeChatEmulator
+from tests.emulator import WeChatEmulator
+from tests.test_concurrency import max_overlap
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -58,15 +59,6 @@ def base(emu: WeChatEmulator, **more: t.Any) -> dict[str, t.Any]:
 
 def ready(emu: WeChatEmulator, count: int = MANY) -> list[dict[str, str]]:
     return [{"app_id": a, "access_token": emu.issue_token(a)} for a in list(APPS)[:count]]
-
-
-def overlap(calls: list[Call]) -> int:
-    events = sorted([(c.started, 1) for c in calls] + [(c.finished, -1) for c in calls])
-    most = current = 0
-    for _, step in events:
-        current += step
-        most = max(most, current)
-    return most
 
 
 # Files of accounts and one token command for all -------------------------------------------------
@@ -202,7 +194,7 @@ def test_requests_in_flight_across_accounts_reach_the_setting_and_never_pass_it(
     out = sync(base(emu, accounts=accounts, max_concurrent_requests=6, end_date="2026-11-01"))
     assert out.exit_code == 0
     calls = emu.calls
-    assert overlap(calls) == 6  # datacube and token requests alike
+    assert max_overlap(calls) == 6  # datacube and token requests alike
     assert len(emu.calls_to(STABLE)) == 40  # one per account and run
     # The next accounts' tokens were fetched while earlier accounts' windows were in flight.
     first_hourly = min(c.started for c in emu.calls_to(HOURLY))
@@ -214,7 +206,7 @@ def test_one_at_a_time_means_one_request_at_a_time(emu: WeChatEmulator) -> None:
     accounts = [{"app_id": a, "app_secret": APPS[a]} for a in list(APPS)[:10]]
     out = sync(base(emu, accounts=accounts, max_concurrent_requests=1))
     assert out.exit_code == 0
-    assert overlap(emu.calls) == 1
+    assert max_overlap(emu.calls) == 1
 
 
 def test_killed_with_hundreds_of_accounts_then_resumed_loses_no_row_and_rereads_no_day(
