@@ -294,17 +294,8 @@ class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, urllib3.connection.HTTPSConnection):
     """An HTTPS connection that tells the current try which connection it uses."""
-
-    def connect(self) -> None:
-        """Connect, then let the current try's watchdog reach the socket."""
-        super().connect()
-        _attach_current(self)
-
-    def request(self, *args: t.Any, **kwargs: t.Any) -> None:  # noqa: ANN401 - forwarded
-        _attach_current(self)
-        super().request(*args, **kwargs)
 
 
 class _WatchedHTTPPool(urllib3.HTTPConnectionPool):

@@ -16,6 +16,7 @@ import datetime as dt
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import typing as t
@@ -222,6 +223,37 @@ def run_tap(
     )
     check_messages(out.messages, state)
     return out
+
+
+def killed_after_states(
+    config: dict[str, t.Any], tmp_path: Path, states_wanted: int
+) -> list[dict[str, t.Any]]:
+    """Run the console script, kill -9 it once it wrote ``states_wanted`` STATE messages.
+
+    Returns:
+        The messages it wrote up to the last of those STATE messages.
+    """
+    config_path = tmp_path / "killed-config.json"
+    config_path.write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [TAP_EXECUTABLE, "--config", str(config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        states = 0
+        while states < states_wanted:
+            line = process.stdout.readline()
+            assert line, "the tap ended before it was killed"
+            lines.append(line)
+            states += line.startswith('{"type":"STATE"')
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    return [json.loads(line) for line in lines]
 
 
 def freeze_clock(monkeypatch: pytest.MonkeyPatch, instant: pendulum.DateTime) -> None:

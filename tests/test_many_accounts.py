@@ -6,9 +6,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import os
-import signal
-import subprocess
 import sys
 import typing as t
 
@@ -16,7 +13,15 @@ import pytest
 from singer_sdk.streams._state import StreamStateManager
 
 from tap_wechat_share.state import IndexedStateManager
-from tests.conftest import TAP_EXECUTABLE, TODAY, bookmark, hourly_rows, key_of, run_tap, sync
+from tests.conftest import (
+    TODAY,
+    bookmark,
+    hourly_rows,
+    key_of,
+    killed_after_states,
+    run_tap,
+    sync,
+)
 from tests.emulator import WeChatEmulator
 from tests.test_concurrency import max_overlap
 
@@ -215,28 +220,7 @@ def test_killed_with_hundreds_of_accounts_then_resumed_loses_no_row_and_rereads_
     emu.latency = 0.002
     accounts = ready(emu, 200)
     config = base(emu, accounts=accounts, lookback_days=0, state_message_interval=0.05)
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config))
-    process = subprocess.Popen(
-        [TAP_EXECUTABLE, "--config", str(config_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: list[str] = []
-    try:
-        assert process.stdout is not None
-        states = 0
-        for line in process.stdout:
-            lines.append(line)
-            states += line.startswith('{"type":"STATE"')
-            if states == 3:
-                break
-        assert states == 3, "the run ended before it was killed"
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-    first = [json.loads(line) for line in lines]
+    first = killed_after_states(config, tmp_path, 3)
     last_state = next(m["value"] for m in reversed(first) if m["type"] == "STATE")
     emu.reset_calls()
     resumed = sync(config, copy.deepcopy(last_state))

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
-import os
 import re
-import signal
-import subprocess
 import typing as t
 
 import pytest
@@ -18,13 +14,13 @@ from tap_wechat_share.client import seconds_to_next_minute
 from tests.conftest import (
     APP_ID,
     APP_SECRET,
-    TAP_EXECUTABLE,
     TapOutput,
     article_rows,
     bookmark,
     daily_rows,
     hourly_rows,
     key_of,
+    killed_after_states,
     run_tap,
     sync,
 )
@@ -234,18 +230,6 @@ def test_seconds_to_next_minute(now: float, wait: float) -> None:
     assert seconds_to_next_minute(now) == pytest.approx(wait)
 
 
-def _read_until_states(process: subprocess.Popen[str], states_wanted: int) -> list[str]:
-    assert process.stdout is not None
-    lines: list[str] = []
-    states = 0
-    while states < states_wanted:
-        line = process.stdout.readline()
-        assert line, "the tap ended before it was killed"
-        lines.append(line)
-        states += '"type":"STATE"' in line.replace(" ", "")
-    return lines
-
-
 @pytest.mark.parametrize("states_before_kill", [3, 8])
 def test_killed_run_resumed_from_its_last_state_loses_no_row(
     emulator: WeChatEmulator, config: dict[str, t.Any], tmp_path: Path, states_before_kill: int
@@ -257,20 +241,7 @@ def test_killed_run_resumed_from_its_last_state_loses_no_row(
         "lookback_days": 0,
         "state_message_interval": 0,  # a STATE after every window: kills fall between them
     }
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config))
-    process = subprocess.Popen(
-        [TAP_EXECUTABLE, "--config", str(config_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        lines = _read_until_states(process, states_before_kill)
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-    first = [json.loads(line) for line in lines]
+    first = killed_after_states(config, tmp_path, states_before_kill)
     last_state = next(m["value"] for m in reversed(first) if m["type"] == "STATE")
     first_records = [m["record"] for m in first if m["type"] == "RECORD"]
 
