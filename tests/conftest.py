@@ -184,7 +184,11 @@ def sync(config: dict[str, t.Any], state: dict[str, t.Any] | None = None) -> Tap
     buffer = io.StringIO()
     exit_code = 0
     with redirect_stdout(buffer):
-        tap = TapWeChatShare(config=config, state=state or {}, validate_config=True)
+        # A copy: the SDK updates the state it is given in place, and a test's state may be a
+        # module-level parametrize value that a second run in this process would then see.
+        tap = TapWeChatShare(
+            config=config, state=copy.deepcopy(initial_state), validate_config=True
+        )
         try:
             tap.sync_all()
         except SystemExit as exc:
