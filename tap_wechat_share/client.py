@@ -330,7 +330,14 @@ class _WatchedAdapter(requests.adapters.HTTPAdapter):
 
 
 class _Watchdog:
-    """One thread that ends the tries whose deadline passed, and every try once stopping."""
+    """One thread that ends the tries whose deadline passed, and every try once stopping.
+
+    The thread starts with the first try and ends once no try was watched for ``idle_seconds``
+    after the last one's deadline, so that a client that is done (a tap run in a longer-lived
+    process) leaves no thread behind.
+    """
+
+    idle_seconds = 5.0
 
     def __init__(self, stop_event: threading.Event) -> None:
         self._stop_event = stop_event
@@ -362,7 +369,10 @@ class _Watchdog:
     def _run(self) -> None:
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: bool(self._tries))
+                if not self._changed.wait_for(lambda: bool(self._tries), self.idle_seconds):
+                    # Under the lock: a try watched from now on starts a new thread.
+                    self._thread = None
+                    return
                 tries = list(self._tries)
             stopping = self._stop_event.is_set()
             now = time.monotonic()

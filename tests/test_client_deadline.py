@@ -171,3 +171,23 @@ def test_a_patient_client_gets_the_whole_trickled_answer(
     assert [c.outcome for c in emulator.calls_to(STABLE_TOKEN_PATH)] == ["ok"]
     # The same stable token as a second, untroubled caller gets.
     assert StableTokenAuthenticator(APP_ID, APP_SECRET, client).token() == token
+
+
+def test_the_watchdog_thread_ends_when_the_client_is_idle_and_comes_back_for_the_next_try(
+    emulator: WeChatEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module._Watchdog, "idle_seconds", 0.05)
+    # The thread sleeps until the last try's deadline before it sees that it is idle.
+    client = WeChatClient(emulator.url, timeout=1)
+    token = emulator.issue_token(APP_ID)
+
+    def watchdogs() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "wechat-try-watchdog"}
+
+    earlier = watchdogs()  # other clients' (other tests'), which end on their own
+    for _ in range(2):
+        post = _Post(client, token)
+        assert post.ended_within(10)
+        assert post.error is None
+        _wait_for(lambda: not watchdogs() - earlier, "the idle watchdog thread to end")
+    assert len(_calls(emulator, "ok")) == 2
