@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import sys
 import typing as t
@@ -225,3 +226,13 @@ def test_an_account_that_failed_in_one_stream_is_not_read_in_the_next(
     for stream in ("share_hour", "share_day"):
         assert bookmark(out.final_state, stream, B) == "2026-11-03"
     assert "1 of 2 accounts failed" in caplog.text
+    why = (
+        f"{A} article_share 2026-11-01: errcode 48001: system error; the account may not call "
+        "datacube: it must be a certified (认证) Official Account, and a third-party platform "
+        "needs permission set 7"
+    )
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        f"{A} failed in article_share: {why}",
+        "1 of 2 accounts failed; the others were read and their state written:",
+        f"  {why}",
+    ]

@@ -259,6 +259,41 @@ def test_a_retired_endpoint_ends_only_its_stream_with_one_line_and_a_non_zero_ex
     assert all(c.outcome == "errcode 47009" for c in calls)
 
 
+def test_a_retired_endpoint_is_named_once_in_process_with_what_to_do(
+    emulator: WeChatEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.retire(DAILY_PATH)
+    config = {
+        "accounts": [
+            {"app_id": APP_ID, "app_secret": APP_SECRET},
+            {"app_id": APP_ID_2, "app_secret": APP_SECRET_2},
+        ],
+        "start_date": "2026-11-01",
+        "end_date": "2026-11-02",
+        "api_url": emulator.url,
+        "max_concurrent_requests": 1,
+    }
+    out = sync(config)
+    assert out.exit_code == 1
+    assert out.records("share_day") == []
+    assert len(emulator.calls_to(DAILY_PATH)) == 1
+    errmsg = "this api is offline, please use the new api"
+    warning = (
+        "share_day: WeChat answered that /datacube/getusershare is offline (errcode 47009); "
+        "share_day stops for every account, the other streams go on"
+    )
+    last = (
+        "share_day: WeChat has retired its endpoint /datacube/getusershare (errcode 47009: "
+        f"{errmsg}); share_day was stopped for every account and its bookmarks are kept, the "
+        "other streams were read. Deselect it, keeping article_share and share_hour selected: "
+        "`meltano select tap-wechat-share '*' '*'` then `meltano select tap-wechat-share "
+        "--exclude share_day '*'` (an exclusion alone deselects every stream); article_share "
+        "is the stream that replaces it"
+    )
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said == [(logging.WARNING, warning), (logging.ERROR, last)]
+
+
 # The emulator's getarticleshare and retirement, over plain HTTP ---------------------------------
 
 

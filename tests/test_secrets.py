@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import typing as t
 
 import pytest
@@ -15,6 +16,7 @@ from tests.conftest import APP_ID, APP_SECRET, run_tap
 from tests.emulator import Fault
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from tests.emulator import WeChatEmulator
@@ -185,3 +187,53 @@ def test_tokens_obtained_at_run_time_are_redacted_even_in_plain_text(
     if source == "access_token_command":
         assert "handing out <redacted>" in out.stderr
     assert_no_secret(out.stdout + out.stderr, {token})
+
+
+@pytest.fixture
+def fresh_redaction() -> Iterator[logging.Logger]:
+    """The redacting record factory installed anew over logging's own.
+
+    It is installed once per process (by the first tap), so a test that needs the code as it is
+    now, not as it was then, installs it again; the earlier factory comes back afterwards.
+    """
+    saved = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)
+    install_log_redaction()
+    yield logging.getLogger("tests.redaction")
+    logging.setLogRecordFactory(saved)
+
+
+def test_the_record_factory_renders_and_scrubs_message_exception_and_stack_once(
+    fresh_redaction: logging.Logger,
+) -> None:
+    factory = logging.getLogRecordFactory()
+    install_log_redaction()
+    assert logging.getLogRecordFactory() is factory  # installed once, not wrapped again
+    register_secret("secret-in-a-record-123")
+
+    def make(
+        msg: str, args: tuple[object, ...] = (), exc_info: t.Any = None, sinfo: str | None = None
+    ) -> logging.LogRecord:
+        return fresh_redaction.makeRecord(
+            "tests.redaction", logging.INFO, "f.py", 1, msg, args, exc_info, sinfo=sinfo
+        )
+
+    record = make("POST %s took %d ms", ("/x?access_token=abc123def", 5))
+    assert (record.msg, record.args) == ("POST /x?access_token=<redacted> took 5 ms", None)
+    assert record.getMessage() == "POST /x?access_token=<redacted> took 5 ms"
+    # A format its arguments do not fit is kept as written (scrubbed), not raised.
+    record = make("100%s %d secret-in-a-record-123", ("x",))
+    assert (record.msg, record.args) == ("100%s %d <redacted>", None)
+    try:
+        raise ValueError("boom secret-in-a-record-123")  # noqa: TRY301
+    except ValueError:
+        record = make("failed", exc_info=sys.exc_info())
+    assert record.exc_info is None
+    assert record.exc_text is not None
+    assert record.exc_text.startswith("Traceback (most recent call last):\n")
+    assert record.exc_text.endswith("\nValueError: boom <redacted>")
+    record = make("no error", exc_info=(None, None, None))
+    assert (record.exc_info, record.exc_text) == ((None, None, None), None)
+    record = make("with stack", sinfo="Stack (most recent call last):\n  ?access_token=abc123def")
+    assert record.stack_info == "Stack (most recent call last):\n  ?access_token=<redacted>"
+    assert make("plain").stack_info is None

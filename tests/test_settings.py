@@ -134,3 +134,21 @@ def test_settings_come_from_environment_variables(
     assert out.exit_code == 0, out.stderr
     assert {r["ref_date"] for r in out.records("share_hour")} <= {"2026-11-01", "2026-11-02"}
     assert len(emulator.calls_to("/datacube/getusersharehour")) == 2
+
+
+def test_every_credential_is_a_secret_setting_at_the_top_level_and_in_accounts() -> None:
+    # Meltano keeps secret settings out of meltano.yml and hides them in `meltano config`.
+    properties = TapWeChatShare.config_jsonschema["properties"]
+    secret = {"type": ["string", "null"], "secret": True, "writeOnly": True}
+    item = properties["accounts"]["items"]
+    for where in (properties, item["properties"]):
+        for name in ("app_secret", "access_token", "access_token_command"):
+            assert {k: v for k, v in where[name].items() if k != "description"} == secret
+            assert where[name]["description"] == properties[name]["description"]
+    assert [name for name, p in properties.items() if p.get("secret")] == [
+        "app_secret",
+        "access_token",
+        "access_token_command",
+        "accounts",
+    ]
+    assert (item["required"], item["additionalProperties"]) == (["app_id"], False)

@@ -15,6 +15,7 @@ import pytest
 
 from tap_wechat_share.authenticators import CommandTokenAuthenticator
 from tap_wechat_share.client import FatalError, StopRequestedError
+from tap_wechat_share.redact import REDACTED, redact_text
 from tests.conftest import APP_ID
 
 if t.TYPE_CHECKING:
@@ -159,6 +160,7 @@ def test_a_stop_kills_a_running_command(tmp_path: Path, leftovers: list[int]) ->
     assert not thread.is_alive()
     assert len(errors) == 1
     assert isinstance(errors[0], StopRequestedError)
+    assert str(errors[0]) == f"{APP_ID} access_token_command: abandoned, the run is stopping"
     assert _all_gone(shell, shell, child)
     # A stop is not a failure of the source: nothing is remembered as its answer.
     assert authenticator._failure is None
@@ -179,11 +181,39 @@ def test_bad_commands_are_clear_errors(command: str, message: str) -> None:
 
 def test_stderr_is_logged_redacted_and_stdout_never(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    command = f"echo 'from the service: access_token={TOKEN}' >&2; echo {TOKEN}"
+    # A byte that is not UTF-8 is shown as U+FFFD rather than failing the token.
+    command = (
+        f"echo 'from the service: access_token={TOKEN}' >&2; printf 'odd \\377\\n' >&2; "
+        f"echo {TOKEN}"
+    )
     authenticator = CommandTokenAuthenticator(APP_ID, command, timeout=10)
     assert authenticator.token() == TOKEN
-    assert f"{APP_ID} access_token_command: from the service" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("tap_wechat_share")] == [
+        f"{APP_ID} access_token_command: from the service: access_token=<redacted>",
+        f"{APP_ID} access_token_command: odd \ufffd",
+    ]
     assert TOKEN not in caplog.text
+
+
+def test_the_printed_token_is_redacted_wherever_it_appears_later() -> None:
+    token = "printed-by-the-command-only-4f2a9c"
+    assert CommandTokenAuthenticator(APP_ID, f"printf '%s\\377' {token}", timeout=10).token() == (
+        f"{token}\ufffd"
+    )
+    assert redact_text(f"a {token}\ufffd in plain text") == f"a {REDACTED} in plain text"
+
+
+def test_a_command_is_not_started_once_the_run_is_stopping(tmp_path: Path) -> None:
+    stop = threading.Event()
+    stop.set()
+    marker = tmp_path / "ran"
+    authenticator = CommandTokenAuthenticator(
+        APP_ID, f"touch {marker}", timeout=10, stop_event=stop
+    )
+    with pytest.raises(StopRequestedError) as raised:
+        authenticator.token()
+    assert str(raised.value) == f"{APP_ID} access_token_command: abandoned, the run is stopping"
+    assert not marker.exists()
 
 
 def test_the_command_runs_in_the_environment_it_is_given() -> None:

@@ -90,8 +90,14 @@ def test_simultaneous_refusals_of_one_token_renew_it_once() -> None:
 def test_a_ready_token_cannot_be_renewed() -> None:
     authenticator = ReadyTokenAuthenticator(APP_ID, "ready-token-abcdef")
     assert authenticator.token() == "ready-token-abcdef"
-    with pytest.raises(FatalError, match="invalid or expired"):
+    with pytest.raises(FatalError) as raised:
         authenticator.renew("ready-token-abcdef", REFUSAL)
+    assert str(raised.value) == (
+        f"the access_token given for {APP_ID} is invalid or expired (errcode 40001: invalid "
+        "credential; the access token is invalid or expired; check app_id/app_secret, or give a "
+        "fresh token); give a fresh one, or use app_secret or access_token_command so the tap "
+        "can renew it"
+    )
 
 
 def test_stable_token_asks_without_force_refresh_and_once_for_many_callers(
