@@ -1,13 +1,18 @@
 """Summarise the results mutmut keeps in mutants/: the mutants not killed, and the kill rate.
 
-Usage: ``python scripts/mutation_report.py [PATTERN ...]`` (fnmatch patterns of mutant names;
-default: all that were tested). Run by ``scripts/mutation``.
+Usage (run by ``scripts/mutation``):
+
+- ``python scripts/mutation_report.py [PATTERN ...]``: the report, for the tested mutants whose
+  names match a PATTERN (fnmatch; default: all);
+- ``python scripts/mutation_report.py --sample N SEED [PATTERN ...]``: print the names of N
+  mutants drawn at random (reproducibly, from SEED) from those matching, one per line.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import random
 import sys
 from collections import Counter
 from pathlib import Path
@@ -33,6 +38,17 @@ EQUIVALENT: dict[str, str] = {
     f"{_S}xǁDatacubeStreamǁparse_rows__mutmut_49": "zip's strict: key and fields always match",
     f"{_S}xǁDatacubeStreamǁparse_rows__mutmut_52": "zip's strict: key and fields always match",
 }
+
+
+def sample(size: int, seed: int, patterns: list[str]) -> list[str]:
+    """Draw ``size`` mutant names at random from those generated that match ``patterns``."""
+    names = sorted(
+        name
+        for meta in Path("mutants").rglob("*.py.meta")
+        for name in json.loads(meta.read_text())["exit_code_by_key"]
+        if any(fnmatch.fnmatch(name, p) for p in patterns)
+    )
+    return sorted(random.Random(seed).sample(names, min(size, len(names))))
 
 
 def main(patterns: list[str]) -> int:
@@ -73,4 +89,8 @@ def _rate(counts: Counter[str]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or ["*"]))
+    if sys.argv[1:2] == ["--sample"]:
+        size, seed, *given = sys.argv[2:]
+        print("\n".join(sample(int(size), int(seed), given or ["*"])))
+    else:
+        sys.exit(main(sys.argv[1:] or ["*"]))

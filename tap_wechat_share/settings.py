@@ -25,7 +25,9 @@ DEFAULT_STATE_MESSAGE_INTERVAL = 5.0
 DEFAULT_COMMAND_TIMEOUT = 60.0
 
 
-def credential_properties() -> tuple[th.Property[t.Any], ...]:
+# Not mutated (scripts/mutation): it runs once, at import, before mutmut switches a mutant on, so
+# no test could see a mutant. tests/test_settings.py checks what it declares.
+def credential_properties() -> tuple[th.Property[t.Any], ...]:  # pragma: no mutate block
     """The credential settings of one account (top level, or in ``accounts``)."""
     return (
         th.Property(
