@@ -157,6 +157,18 @@ class RecordWriter(SimpleSingerWriter):
         _write_lines(self._pending)
         self._pending_size = 0
 
+    def finish(self) -> None:
+        """Write the RECORD lines still held: the run's last messages may be records.
+
+        Raises:
+            OutputClosedError: If the reader has gone.
+        """
+        try:
+            self.write_records()
+        except (BrokenPipeError, ValueError) as exc:
+            self._pending.clear()
+            raise OutputClosedError from exc
+
 
 def _write_lines(lines: list[str]) -> None:
     """Write ``lines`` to stdout in one write, and empty the list first.

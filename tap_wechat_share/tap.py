@@ -262,6 +262,10 @@ class TapWeChatShare(Tap):
             stream.fail_unusable_bookmarks()
         try:
             super().sync_all()
+            # With nothing after them (FULL_TABLE writes no final STATE), the last records
+            # would otherwise wait for the writer to go, or for the process to exit.
+            if isinstance(writer := self.message_writer, RecordWriter):
+                writer.finish()
         except Stopping:
             self._end_stopped(run)
         except OutputClosedError:
