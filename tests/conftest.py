@@ -175,7 +175,11 @@ def check_messages(
     check_state_order(messages, initial_state)
 
 
-def sync(config: dict[str, t.Any], state: dict[str, t.Any] | None = None) -> TapOutput:
+def sync(
+    config: dict[str, t.Any],
+    state: dict[str, t.Any] | None = None,
+    catalog: dict[str, t.Any] | None = None,
+) -> TapOutput:
     """Run the tap in this process; a failed account shows as exit_code 1.
 
     Its messages are checked with :func:`check_messages`.
@@ -187,7 +191,10 @@ def sync(config: dict[str, t.Any], state: dict[str, t.Any] | None = None) -> Tap
         # A copy: the SDK updates the state it is given in place, and a test's state may be a
         # module-level parametrize value that a second run in this process would then see.
         tap = TapWeChatShare(
-            config=config, state=copy.deepcopy(initial_state), validate_config=True
+            config=config,
+            state=copy.deepcopy(initial_state),
+            catalog=copy.deepcopy(catalog),
+            validate_config=True,
         )
         try:
             tap.sync_all()

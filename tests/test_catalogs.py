@@ -1,4 +1,5 @@
-"""Catalogs as users write them, through the real CLI; and the fast record path against the SDK's.
+"""Catalogs as users write them (in process, and once through the CLI); the fast record path
+against the SDK's.
 
 The fast path (``DatacubeStream._generate_record_messages`` and ``output.RecordWriter``) must
 write exactly what the SDK's own path writes, byte for byte, for the same records, catalog and
@@ -39,7 +40,10 @@ if t.TYPE_CHECKING:
 HOURLY = "/datacube/getusersharehour"
 
 
-def discovered(config: dict[str, t.Any], tmp_path: Path) -> dict[str, t.Any]:
+def discovered(config: dict[str, t.Any], tmp_path: Path, *, cli: bool = False) -> dict[str, t.Any]:
+    """The catalog ``--discover`` writes (in this process unless ``cli``)."""
+    if not cli:
+        return copy.deepcopy(TapWeChatShare(config=config).catalog_dict)
     path = tmp_path / "discover-config.json"
     path.write_text(json.dumps(config))
     out = subprocess.run(
@@ -64,29 +68,35 @@ def run_with(
     config: dict[str, t.Any],
     tmp_path: Path,
     state: dict[str, t.Any] | None = None,
+    *,
+    cli: bool = False,
 ) -> TapOutput:
+    """Run the tap with ``catalog``: in this process, or through ``--catalog`` if ``cli``."""
+    if not cli:
+        return sync(config, state, catalog)
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(catalog))
     return run_tap(config, tmp_path, state, extra_args=("--catalog", str(path)))
 
 
+@pytest.mark.parametrize("cli", [pytest.param(True, marks=pytest.mark.process, id="cli"), False])
 def test_a_catalog_without_replication_key_still_bookmarks_ref_date(
-    emulator: WeChatEmulator, config: dict[str, t.Any], tmp_path: Path
+    emulator: WeChatEmulator, config: dict[str, t.Any], tmp_path: Path, cli: bool
 ) -> None:
-    catalog = discovered(config, tmp_path)
+    catalog = discovered(config, tmp_path, cli=cli)
     for stream in catalog["streams"]:
         # Nothing left to say it is incremental: the SDK alone would read it FULL_TABLE.
         stream.pop("replication_key", None)
         stream.pop("replication_method", None)
         for key in ("valid-replication-keys", "replication-key", "forced-replication-method"):
             stream_metadata(stream).pop(key, None)
-    out = run_with(catalog, config, tmp_path)
+    out = run_with(catalog, config, tmp_path, cli=cli)
     assert out.exit_code == 0, out.stderr
     partition = out.final_state["bookmarks"]["share_hour"]["partitions"][0]
     assert partition["replication_key"] == "ref_date"
     assert partition["replication_key_value"] == "2026-11-10"
     emulator.reset_calls()
-    again = run_with(catalog, config | {"lookback_days": 1}, tmp_path, out.final_state)
+    again = run_with(catalog, config | {"lookback_days": 1}, tmp_path, out.final_state, cli=cli)
     assert again.exit_code == 0
     assert [c.begin_date for c in emulator.calls_to(HOURLY)] == ["2026-11-10"]
 
