@@ -13,31 +13,105 @@ from __future__ import annotations
 import fnmatch
 import json
 import random
+import re
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
+from mutmut.mutation.diff_apply import get_diff_for_mutant
 from mutmut.stats import status_by_exit_code
 
 DETECTED = frozenset({"killed", "timeout", "caught by type check"})
-_C = "tap_wechat_share.client.xǁWeChatClientǁ"
-_S = "tap_wechat_share.streams."
-EQUIVALENT: dict[str, str] = {
-    # Mutant name: why no test can tell it from the original (the behaviour is the same).
-    # Names are mutmut's for the code they were found in: after a change of the function,
-    # check again with `mutmut show NAME`.
-    f"{_C}__init____mutmut_16": "pool_connections: one host per client, any value is the same",
-    f"{_C}__init____mutmut_18": "pool_connections: one host per client, any value is the same",
-    f"{_C}__init____mutmut_24": "requests matches adapter prefixes case-insensitively",
-    f"{_C}__init____mutmut_30": "requests matches adapter prefixes case-insensitively",
-    f"{_C}__init____mutmut_33": "headers are a case-insensitive dict",
-    f"{_C}__init____mutmut_34": "headers are a case-insensitive dict",
-    f"{_C}__init____mutmut_48": "full_jitter is backoff's default jitter",
-    f"{_C}_post_once__mutmut_3": "requests drops a query parameter whose value is None",
-    f"{_S}x__as_int__mutmut_3": "the type() fast path: isinstance() below gives the same answer",
-    f"{_S}xǁDatacubeStreamǁparse_rows__mutmut_49": "zip's strict: key and fields always match",
-    f"{_S}xǁDatacubeStreamǁparse_rows__mutmut_52": "zip's strict: key and fields always match",
-}
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """Mutants that behave exactly as the original: no test can tell them apart.
+
+    Matched by what they change, not by mutmut's numbers (those move when the function
+    changes): the function (fnmatch on the mutant's name), the line removed and the line added
+    (the stripped lines of ``mutmut show``; ``*`` stands for any text).
+    """
+
+    function: str
+    removed: str
+    added: str
+    why: str
+
+    def matches(self, name: str, diff: str) -> bool:
+        """Whether the mutant ``name`` with this ``diff`` is one of these."""
+        lines = [line for line in diff.splitlines() if line[:3] not in {"---", "+++"}]
+        removed = [line[1:].strip() for line in lines if line[:1] == "-"]
+        added = [line[1:].strip() for line in lines if line[:1] == "+"]
+        return (
+            fnmatch.fnmatch(name, f"{self.function}__mutmut_*")
+            and len(removed) == len(added) == 1
+            and _like(removed[0], self.removed)
+            and _like(added[0], self.added)
+        )
+
+
+def _like(line: str, pattern: str) -> bool:
+    """Whether ``line`` is ``pattern``; ``*`` stands for any text, nothing else is special."""
+    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), line) is not None
+
+
+_DECIMAL = 'msg = "a Decimal: left to the SDK\'s serializer"'
+EQUIVALENT = [
+    Equivalent(
+        "tap_wechat_share.accounts.x_shard_of",
+        'digest = hashlib.sha256(app_id.encode("utf-8")).digest()',
+        'digest = hashlib.sha256(app_id.encode("UTF-8")).digest()',
+        "codec names are case-insensitive",
+    ),
+    Equivalent(
+        "tap_wechat_share.accounts.x_shard_of",
+        'return int.from_bytes(digest[:8], "big") % shard_count',
+        "return int.from_bytes(digest[:8], ) % shard_count",
+        "int.from_bytes's byteorder is big by default (Python 3.11+)",
+    ),
+    Equivalent(
+        "tap_wechat_share.client.x__describe_http_fault",
+        'content_type = response.headers.get("Content-Type", "unknown type")',
+        'content_type = response.headers.get("*", "unknown type")',
+        "response headers are a case-insensitive dict",
+    ),
+    *(
+        Equivalent(
+            "tap_wechat_share.output.x__default",
+            'return value.isoformat(sep="T")',
+            f"return value.isoformat(sep={sep})",
+            "isoformat refuses that sep (TypeError) and the SDK's serializer, which then takes "
+            "over, writes the same text",
+        )
+        for sep in ("None", '"XXTXX"')
+    ),
+    Equivalent(
+        "tap_wechat_share.output.x__default",
+        _DECIMAL,
+        "msg = *",
+        "the TypeError is caught: the SDK's serializer takes over; its text is never shown",
+    ),
+    Equivalent(
+        "tap_wechat_share.output.x__default",
+        "raise TypeError(msg)",
+        "raise TypeError(None)",
+        "the TypeError is caught: the SDK's serializer takes over; its text is never shown",
+    ),
+    Equivalent(
+        "tap_wechat_share.authenticators.x__read_available",
+        "chunk = os.read(fd, 65536)",
+        "chunk = os.read(fd, 65537)",
+        "only the size of each read changes; the loop reads until the pipe is empty",
+    ),
+]
+
+
+def explain(name: str) -> str | None:
+    """Why the surviving mutant ``name`` is equivalent, or None."""
+    diff = get_diff_for_mutant(name)
+    return next((e.why for e in EQUIVALENT if e.matches(name, diff)), None)
 
 
 def sample(size: int, seed: int, patterns: list[str]) -> list[str]:
@@ -48,7 +122,8 @@ def sample(size: int, seed: int, patterns: list[str]) -> list[str]:
         for name in json.loads(meta.read_text())["exit_code_by_key"]
         if any(fnmatch.fnmatch(name, p) for p in patterns)
     )
-    return sorted(random.Random(seed).sample(names, min(size, len(names))))
+    draw = random.Random(seed)  # noqa: S311 - a reproducible sample, not a secret
+    return sorted(draw.sample(names, min(size, len(names))))
 
 
 def main(patterns: list[str]) -> int:
@@ -61,10 +136,11 @@ def main(patterns: list[str]) -> int:
             if exit_code is None or not any(fnmatch.fnmatch(name, p) for p in patterns):
                 continue
             status = status_by_exit_code[exit_code]
-            if status == "survived" and name in EQUIVALENT:
+            why = explain(name) if status == "survived" else None
+            if why is not None:
                 status = "equivalent"
             if status not in DETECTED:
-                print(f"{status:>12}  {name}  {EQUIVALENT.get(name, '')}".rstrip())
+                print(f"{status:>12}  {name}  {why or ''}".rstrip())
             counts[status] += 1
         if counts:
             totals += counts
