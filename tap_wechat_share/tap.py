@@ -74,8 +74,9 @@ class TapWeChatShare(Tap):
     # Not mutated (scripts/mutation), nor _end_stopped and _end_output_closed below: only a
     # process of its own reaches them (the command line, a signal, a closed stdout), and mutmut
     # sees only the test process. tests/test_stopping.py and test_settings.py guard them.
+    # pragma: no mutate start
     @classmethod
-    def invoke(  # type: ignore[override]  # pragma: no mutate block
+    def invoke(  # type: ignore[override]
         cls,
         *,
         about: bool = False,
@@ -98,6 +99,8 @@ class TapWeChatShare(Tap):
             for error in exc.errors or [str(exc)]:
                 cls.logger.error("%s", error)  # noqa: TRY400 - no traceback: one line each
             sys.exit(1)
+
+    # pragma: no mutate end
 
     @override
     def discover_streams(self) -> list[DatacubeStream]:
