@@ -214,6 +214,7 @@ class Call:
             answered, ``"aborted"`` if the client was gone when the answer was written.
         started: ``time.monotonic()`` when the request arrived.
         finished: ``time.monotonic()`` when the answer was sent (NaN while pending).
+        body: The JSON body as received (None if absent or not JSON; left out of the repr).
     """
 
     path: str
@@ -224,6 +225,7 @@ class Call:
     outcome: str
     started: float
     finished: float
+    body: object = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass
@@ -703,6 +705,7 @@ class WeChatEmulator:
                 outcome="pending",
                 started=started,
                 finished=math.nan,
+                body=payload,
             )
             self._calls.append(call)
         answer = self._answer(call, method, payload, client_ip)

@@ -294,6 +294,25 @@ def test_a_retired_endpoint_is_named_once_in_process_with_what_to_do(
     assert said == [(logging.WARNING, warning), (logging.ERROR, last)]
 
 
+def test_a_retired_endpoint_without_a_successor_says_so(
+    emulator: WeChatEmulator, config: dict[str, t.Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.retire(ARTICLE_PATH)
+    out = sync(config | {"end_date": "2026-11-02"})
+    assert out.exit_code == 1
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-02")
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    last = (
+        "article_share: WeChat has retired its endpoint /datacube/getarticleshare (errcode "
+        "47009: this api is offline, please use the new api); article_share was stopped for "
+        "every account and its bookmarks are kept, the other streams were read. Deselect it, "
+        "keeping share_day and share_hour selected: `meltano select tap-wechat-share '*' '*'` "
+        "then `meltano select tap-wechat-share --exclude article_share '*'` (an exclusion alone "
+        "deselects every stream); WeChat names no successor that this tap reads"
+    )
+    assert errors == [last]
+
+
 # The emulator's getarticleshare and retirement, over plain HTTP ---------------------------------
 
 

@@ -79,10 +79,11 @@ def run_with(
     return run_tap(config, tmp_path, state, extra_args=("--catalog", str(path)))
 
 
-@pytest.mark.parametrize("cli", [pytest.param(True, marks=pytest.mark.process, id="cli"), False])
+@pytest.mark.parametrize("way", [pytest.param("cli", marks=pytest.mark.process), "in-process"])
 def test_a_catalog_without_replication_key_still_bookmarks_ref_date(
-    emulator: WeChatEmulator, config: dict[str, t.Any], tmp_path: Path, cli: bool
+    emulator: WeChatEmulator, config: dict[str, t.Any], tmp_path: Path, way: str
 ) -> None:
+    cli = way == "cli"
     catalog = discovered(config, tmp_path, cli=cli)
     for stream in catalog["streams"]:
         # Nothing left to say it is incremental: the SDK alone would read it FULL_TABLE.

@@ -413,3 +413,28 @@ def test_fatal_errcodes_of_stable_token_stop_the_account_at_once_with_the_hint(
     assert f"errcode {errcode}: the errmsg" in caplog.text
     assert hint in caplog.text
     assert out.records() == []
+
+
+def test_a_lookback_reads_days_again_without_moving_a_bookmark_back(
+    emulator: WeChatEmulator, config: dict[str, t.Any]
+) -> None:
+    own = {"context": {"app_id": APP_ID}, "replication_key": "ref_date"}
+    state = {
+        "bookmarks": {
+            stream: {"partitions": [own | {"replication_key_value": "2026-11-08"}]}
+            for stream in ("share_hour", "share_day")
+        }
+    }
+    out = sync(config | {"lookback_days": 3, "state_message_interval": 0}, state)
+    assert out.exit_code == 0
+    assert min(c.begin_date or "" for c in emulator.calls_to(HOURLY)) == "2026-11-06"
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-06", "2026-11-10")
+    # A STATE after every window, and none names an earlier day than the run started from.
+    assert len(out.states) > 6
+    for value in out.states:
+        for stream in ("share_hour", "share_day"):
+            assert (bookmark(value, stream) or "") >= "2026-11-08", (stream, value)
+    for stream in ("share_hour", "share_day"):
+        assert out.final_state["bookmarks"][stream] == {
+            "partitions": [own | {"replication_key_value": "2026-11-10"}]
+        }

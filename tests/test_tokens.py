@@ -114,6 +114,12 @@ def test_stable_token_asks_without_force_refresh_and_once_for_many_callers(
     calls = emulator.calls_to("/cgi-bin/stable_token")
     assert len(calls) == 1
     assert calls[0].outcome == "ok"
+    assert calls[0].body == {
+        "grant_type": "client_credential",
+        "appid": APP_ID,
+        "secret": APP_SECRET,
+        "force_refresh": False,
+    }
     # The emulator hands the same stable token to a second caller (force_refresh false).
     assert (
         StableTokenAuthenticator(APP_ID, APP_SECRET, WeChatClient(emulator.url)).token() in tokens
