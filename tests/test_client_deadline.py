@@ -191,3 +191,21 @@ def test_the_watchdog_thread_ends_when_the_client_is_idle_and_comes_back_for_the
         assert post.error is None
         _wait_for(lambda: not watchdogs() - earlier, "the idle watchdog thread to end")
     assert len(_calls(emulator, "ok")) == 2
+
+
+def test_a_trickling_answer_through_an_http_proxy_ends_the_try_at_request_timeout(
+    emulator: WeChatEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The emulator is the proxy too: it answers the absolute-URL requests a proxy receives.
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, emulator.url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    emulator.add_fault(Fault("trickle", path=HOURLY_PATH, delay=0.2, times=-1))
+    client = WeChatClient("http://wechat-api.invalid", timeout=1, max_tries=2, backoff_factor=0.01)
+    assert client.session.proxies["http"] == emulator.url
+    post = _Post(client, emulator.issue_token(APP_ID))
+    assert post.ended_within(60), "a trickling answer through the proxy kept the try alive"
+    assert isinstance(post.error, FatalError)
+    assert "timed out after 1 s without a complete answer" in str(post.error)
+    assert len(_calls(emulator)) == 2
