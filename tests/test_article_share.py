@@ -177,8 +177,9 @@ def test_a_delayed_day_is_loaded_then_read_again_by_the_next_run(
         warned = [r for r in caplog.records if "is_delay" in r.getMessage()]
         assert len(warned) == 1
         assert warned[0].levelno == logging.WARNING
-        assert (
-            f"{APP_ID} article_share: WeChat says 2026-11-10 is not final" in warned[0].getMessage()
+        assert warned[0].getMessage() == (
+            f"{APP_ID} article_share: WeChat says 2026-11-10 is not final yet (is_delay); loaded "
+            "as they are now, and read again by the next run"
         )
 
         emu.delay_latest = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import logging
 import subprocess
 import typing as t
 
@@ -269,6 +270,40 @@ def test_a_bookmark_that_is_not_a_date_stops_its_account_saying_what_to_do(
     assert [r for r in out.records("share_hour") if r["app_id"] == APP_ID_2] == hourly_rows(
         emulator, "2026-11-01", "2026-11-06", APP_ID_2
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ('"2026-13-01"', "not a date written YYYY-MM-DD"),
+        ("2099-01-01", "later than the latest day WeChat has published (2026-11-28)"),
+    ],
+)
+def test_an_unusable_bookmark_fails_its_account_in_every_stream_before_any_request(
+    emulator: WeChatEmulator, caplog: pytest.LogCaptureFixture, value: str, why: str
+) -> None:
+    out = sync(two_accounts(emulator), partitioned(value.strip('"')))
+    assert out.exit_code == 1
+    assert [c for c in emulator.calls if c.app_id == APP_ID] == []
+    assert not [r for r in out.records() if r["app_id"] == APP_ID]
+    assert [r for r in out.records("share_hour") if r["app_id"] == APP_ID_2] == hourly_rows(
+        emulator, "2026-11-01", "2026-11-06", APP_ID_2
+    )
+    reason = (
+        f"the state's bookmark for share_day {APP_ID} is {value}, {why}; correct it or remove "
+        "that partition from the state (meltano state edit), then run again"
+    )
+    skipped = "Skipping {} for " + APP_ID + ": the account failed earlier in this run"
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said == [
+        (logging.ERROR, f"{APP_ID} failed in share_day: {reason}"),
+        *(
+            (logging.WARNING, skipped.format(s))
+            for s in ("article_share", "share_day", "share_hour")
+        ),
+        (logging.ERROR, "1 of 2 accounts failed; the others were read and their state written:"),
+        (logging.ERROR, f"  {reason}"),
+    ]
 
 
 def test_a_bookmark_after_the_latest_published_day_stops_its_account(
