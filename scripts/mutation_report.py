@@ -120,6 +120,12 @@ EQUIVALENT = [
         "unusable, so read_plan raises nothing here; this is for a stream read outside a run",
     ),
     Equivalent(
+        "tap_wechat_share.client.xǁ_WatchedAdapterǁproxy_manager_for",
+        "manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)",
+        "manager: urllib3.PoolManager = super().proxy_manager_for(proxy, )",
+        "requests asks for a proxy's manager with the proxy alone: proxy_kwargs is always empty",
+    ),
+    Equivalent(
         "tap_wechat_share.authenticators.x__read_available",
         "chunk = os.read(fd, 65536)",
         "chunk = os.read(fd, 65537)",

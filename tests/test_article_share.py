@@ -211,6 +211,22 @@ def test_the_bookmark_stays_before_a_delayed_day_in_the_middle_of_the_range() ->
         assert bookmark(out.final_state, "article_share") == "2026-11-07"
 
 
+def test_several_days_not_final_are_named_in_one_warning(
+    config: dict[str, t.Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = TapWeChatShare(config=config).streams["article_share"]
+    assert isinstance(stream, DatacubeStream)
+    days = [dt.date(2026, 11, 9), dt.date(2026, 11, 10)]
+    stream._warn_delayed(APP_ID, [Window(day, day) for day in days])
+    stream._warn_delayed(APP_ID, [])
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        (
+            f"{APP_ID} article_share: WeChat says 2026-11-09, 2026-11-10 are not final yet "
+            "(is_delay); loaded as they are now, and read again by the next run"
+        )
+    ]
+
+
 def test_a_retired_endpoint_ends_only_its_stream_with_one_line_and_a_non_zero_exit(
     emulator: WeChatEmulator, tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ callers, and the token in the query string of each request the client sends."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 import typing as t
@@ -87,7 +88,7 @@ def test_simultaneous_refusals_of_one_token_renew_it_once() -> None:
     assert authenticator.token() == "token-3"
 
 
-def test_a_ready_token_cannot_be_renewed() -> None:
+def test_a_ready_token_cannot_be_renewed(caplog: pytest.LogCaptureFixture) -> None:
     authenticator = ReadyTokenAuthenticator(APP_ID, "ready-token-abcdef")
     assert authenticator.token() == "ready-token-abcdef"
     with pytest.raises(FatalError) as raised:
@@ -98,6 +99,15 @@ def test_a_ready_token_cannot_be_renewed() -> None:
         "fresh token); give a fresh one, or use app_secret or access_token_command so the tap "
         "can renew it"
     )
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.WARNING,
+            (
+                f"{APP_ID}: WeChat refused the access token (errcode 40001: invalid credential); "
+                "getting it anew from the access_token setting"
+            ),
+        )
+    ]
 
 
 def test_stable_token_asks_without_force_refresh_and_once_for_many_callers(
