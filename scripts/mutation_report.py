@@ -126,6 +126,31 @@ EQUIVALENT = [
         "requests asks for a proxy's manager with the proxy alone: proxy_kwargs is always empty",
     ),
     Equivalent(
+        "tap_wechat_share.accounts.x_make_accounts",
+        'count, index = int(config.get("shard_count", 1)), int(config.get("shard_index", 0))',
+        'count, index = int(config.get("shard_count", *)), int(config.get("shard_index", *))',
+        "the SDK fills in the settings' defaults (shard_count 1, shard_index 0) before any use",
+    ),
+    Equivalent(
+        "tap_wechat_share.accounts.x_make_accounts",
+        'timeout = float(config.get("access_token_command_timeout") or 60)',
+        'timeout = float(config.get("access_token_command_timeout") or *)',
+        "the setting has a default (60) and is refused unless above 0: the fallback is never used",
+    ),
+    Equivalent(
+        "tap_wechat_share.accounts.x__authenticator",
+        'return StableTokenAuthenticator(entry.app_id, t.cast("str", entry.value), client)',
+        "return StableTokenAuthenticator(entry.app_id, t.cast(*, entry.value), client)",
+        "typing.cast does nothing at run time",
+    ),
+    Equivalent(
+        "tap_wechat_share.streams.xǁDatacubeStreamǁfetch",
+        "raise EndpointRetiredError(47009, msg)",
+        "raise EndpointRetiredError(47009, None)",
+        "raised only for windows fetched ahead after the retirement was recorded: the stream "
+        "then ends without showing it (the retirement line names the first answer)",
+    ),
+    Equivalent(
         "tap_wechat_share.authenticators.x__read_available",
         "chunk = os.read(fd, 65536)",
         "chunk = os.read(fd, 65537)",

@@ -10,7 +10,7 @@ import typing as t
 
 import pytest
 
-from tests.conftest import TODAY, bookmark, hourly_rows, run_tap, sync
+from tests.conftest import APP_ID, TODAY, bookmark, hourly_rows, run_tap, sync
 from tests.emulator import Fault, WeChatEmulator
 
 if t.TYPE_CHECKING:
@@ -236,3 +236,51 @@ def test_an_account_that_failed_in_one_stream_is_not_read_in_the_next(
         "1 of 2 accounts failed; the others were read and their state written:",
         f"  {why}",
     ]
+
+
+def test_an_account_s_own_token_command_comes_before_the_top_level_one(
+    emu4: WeChatEmulator, tmp_path: Path
+) -> None:
+    own, shared = tmp_path / "own.json", tmp_path / "shared.json"
+    own.write_text(json.dumps({A: emu4.issue_token(A)}))
+    shared.write_text(json.dumps({B: emu4.issue_token(B)}))  # no token for A here
+    read = (
+        f'{sys.executable} -c "import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])"'
+    )
+    config = {
+        "accounts": [{"app_id": A, "access_token_command": f"{read} {own} {A}"}, {"app_id": B}],
+        "access_token_command": f'{read} {shared} "$WECHAT_APP_ID"',
+        "start_date": "2026-11-01",
+        "end_date": "2026-11-02",
+        "api_url": emu4.url,
+    }
+    out = sync(config)
+    assert out.exit_code == 0
+    for app_id in (A, B):
+        got = [r for r in out.records("share_hour") if r["app_id"] == app_id]
+        assert got == hourly_rows(emu4, "2026-11-01", "2026-11-02", app_id)
+    assert emu4.calls_to("/cgi-bin/stable_token") == []
+
+
+def test_access_token_command_timeout_ends_a_slow_command_and_its_account(
+    emulator: WeChatEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = {
+        "app_id": APP_ID,
+        "access_token_command": "sleep 30",
+        "access_token_command_timeout": 0.3,
+        "start_date": "2026-11-01",
+        "end_date": "2026-11-02",
+        "api_url": emulator.url,
+    }
+    out = sync(config)
+    assert out.exit_code == 1
+    assert out.records() == []
+    why = (
+        f"access_token_command for {APP_ID} did not finish within 0.3 s; check the command, or "
+        "raise access_token_command_timeout"
+    )
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors[-1] == f"The account failed: {why}"
+    assert errors[0].startswith(f"{APP_ID} failed in article_share: ")
+    assert errors[0].endswith(why)

@@ -294,12 +294,15 @@ def test_the_indexed_state_lookup_gives_what_the_sdk_gives_byte_for_byte(
 
 def test_duplicate_partitions_are_refused_like_the_sdk_does() -> None:
     state = {"bookmarks": {"s": {"partitions": [{"context": {"app_id": "a"}}] * 2}}}
+    refusals = []
     for manager in (
         IndexedStateManager(stream_name="s", tap_state=copy.deepcopy(state)),
         StreamStateManager(stream_name="s", tap_state=t.cast("TapState", copy.deepcopy(state))),
     ):
-        with pytest.raises(ValueError, match="duplicate entries for partition"):
+        with pytest.raises(ValueError, match="duplicate entries for partition") as raised:
             manager.get_context_state({"app_id": "a"})
+        refusals.append((type(raised.value), str(raised.value)))
+    assert refusals[0] == refusals[1]
 
 
 def test_state_messages_add_up_to_a_bounded_multiple_of_the_final_state(

@@ -273,16 +273,21 @@ def test_a_bookmark_that_is_not_a_date_stops_its_account_saying_what_to_do(
 
 
 @pytest.mark.parametrize(
-    ("value", "why"),
+    ("value", "shown", "why"),
     [
-        ('"2026-13-01"', "not a date written YYYY-MM-DD"),
-        ("2099-01-01", "later than the latest day WeChat has published (2026-11-28)"),
+        ("2026-13-01", '"2026-13-01"', "not a date written YYYY-MM-DD"),
+        (20261101, "20261101", "not a date written YYYY-MM-DD"),
+        ("2099-01-01", "2099-01-01", "later than the latest day WeChat has published (2026-11-28)"),
     ],
 )
 def test_an_unusable_bookmark_fails_its_account_in_every_stream_before_any_request(
-    emulator: WeChatEmulator, caplog: pytest.LogCaptureFixture, value: str, why: str
+    emulator: WeChatEmulator,
+    caplog: pytest.LogCaptureFixture,
+    value: object,
+    shown: str,
+    why: str,
 ) -> None:
-    out = sync(two_accounts(emulator), partitioned(value.strip('"')))
+    out = sync(two_accounts(emulator), partitioned(value))
     assert out.exit_code == 1
     assert [c for c in emulator.calls if c.app_id == APP_ID] == []
     assert not [r for r in out.records() if r["app_id"] == APP_ID]
@@ -290,7 +295,7 @@ def test_an_unusable_bookmark_fails_its_account_in_every_stream_before_any_reque
         emulator, "2026-11-01", "2026-11-06", APP_ID_2
     )
     reason = (
-        f"the state's bookmark for share_day {APP_ID} is {value}, {why}; correct it or remove "
+        f"the state's bookmark for share_day {APP_ID} is {shown}, {why}; correct it or remove "
         "that partition from the state (meltano state edit), then run again"
     )
     skipped = "Skipping {} for " + APP_ID + ": the account failed earlier in this run"

@@ -119,6 +119,28 @@ def test_many_records_are_written_without_waiting_for_another_message() -> None:
     assert len(out.getvalue()) >= PENDING_LIMIT
 
 
+def test_records_are_written_once_they_reach_the_limit_exactly() -> None:
+    out = io.StringIO()
+    writer = RecordWriter()
+    empty = len(writer.serialize_message(RecordMessage(stream="s", record={"t": ""}))) + 1
+    record = RecordMessage(stream="s", record={"t": "x" * (PENDING_LIMIT - empty)})
+    with redirect_stdout(out):
+        writer.write_message(record)
+    assert len(out.getvalue()) == PENDING_LIMIT
+
+
+def test_state_bytes_count_each_state_line_written() -> None:
+    out = io.StringIO()
+    writer = RecordWriter()
+    with redirect_stdout(out):
+        writer.write_message(StateMessage(value={"bookmarks": {}}))
+        writer.write_message(RecordMessage(stream="s", record={"a": 1}))
+        writer.write_message(StateMessage(value={"bookmarks": {"s": {"partitions": []}}}))
+    states = [line for line in out.getvalue().splitlines(keepends=True) if '"STATE"' in line]
+    assert writer.state_bytes == sum(len(line) for line in states)
+    assert writer.last_state_bytes == len(states[-1])
+
+
 def test_records_still_held_are_written_when_the_writer_goes() -> None:
     out = io.StringIO()
     with redirect_stdout(out):

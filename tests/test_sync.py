@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import typing as t
 
 import pendulum
@@ -438,3 +439,30 @@ def test_a_lookback_reads_days_again_without_moving_a_bookmark_back(
         assert out.final_state["bookmarks"][stream] == {
             "partitions": [own | {"replication_key_value": "2026-11-10"}]
         }
+
+
+def test_each_account_s_plan_is_one_info_line_per_stream(
+    config: dict[str, t.Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    settings = config | {"end_date": "2026-11-02", "lookback_days": 0}
+    first = sync(settings)
+
+    def plans() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno == logging.INFO and r.getMessage().startswith(APP_ID)
+        ]
+
+    assert plans() == [
+        f"{APP_ID} article_share: reading 2026-11-01 to 2026-11-02 in 2 request(s)",
+        f"{APP_ID} share_day: reading 2026-11-01 to 2026-11-02 in 1 request(s)",
+        f"{APP_ID} share_hour: reading 2026-11-01 to 2026-11-02 in 2 request(s)",
+    ]
+    caplog.clear()
+    sync(settings, first.final_state)
+    assert plans() == [
+        f"{APP_ID} {stream} is up to date"
+        for stream in ("article_share", "share_day", "share_hour")
+    ]
