@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import typing as t
 
 import pytest
@@ -23,34 +24,111 @@ GOOD: dict[str, t.Any] = {"app_id": "wx1", "app_secret": "s" * 16, "start_date":
 
 
 @pytest.mark.parametrize(
-    ("change", "named"),
+    ("change", "errors"),
     [
-        ({"start_date": "2024-13-01"}, "start_date: '2024-13-01' is not a date"),
-        ({"start_date": "01/05/2024"}, "start_date: '01/05/2024' is not a date"),
-        ({"end_date": "2024-5-1"}, "end_date: '2024-5-1' is not a date"),
-        ({"end_date": "2024-04-30"}, "start_date 2024-05-01 is after end_date 2024-04-30"),
-        ({"lookback_days": -1}, "lookback_days: -1 is not allowed"),
-        ({"lookback_days": "3"}, "lookback_days: '3' is not allowed"),
-        ({"max_concurrent_requests": 0}, "max_concurrent_requests: 0 is not allowed"),
-        ({"max_concurrent_requests": 500}, "max_concurrent_requests: 500 is not allowed"),
-        ({"max_tries": 0}, "max_tries: 0 is not allowed"),
-        ({"request_timeout": 0}, "request_timeout: 0 is not allowed"),
-        ({"api_url": "api.weixin.qq.com"}, "api_url: 'api.weixin.qq.com' is not an http(s) URL"),
-        ({"app_secret": None}, "give one of app_secret, access_token or access_token_command"),
-        ({"access_token": "t" * 20}, "give only one of app_secret, access_token, not several"),
-        ({"app_id": None}, "app_id: required"),
-        ({"start_date": None}, "start_date: required"),
+        (
+            {"start_date": "2024-13-01"},
+            ["start_date: '2024-13-01' is not a date; write it as YYYY-MM-DD"],
+        ),
+        (
+            {"start_date": "01/05/2024"},
+            ["start_date: '01/05/2024' is not a date; write it as YYYY-MM-DD"],
+        ),
+        ({"start_date": 20240501}, ["start_date: 20240501 is not a date; write it as YYYY-MM-DD"]),
+        (
+            {"end_date": "2024-5-1"},
+            ["end_date: '2024-5-1' is not a date; write it as YYYY-MM-DD, or leave it out"],
+        ),
+        (
+            {"end_date": "2024-04-30"},
+            ["start_date 2024-05-01 is after end_date 2024-04-30; swap or correct them"],
+        ),
+        (
+            {"lookback_days": -1},
+            ["lookback_days: -1 is not allowed; give a whole number of at least 0"],
+        ),
+        (
+            {"lookback_days": "3"},
+            ["lookback_days: '3' is not allowed; give a whole number of at least 0"],
+        ),
+        (
+            {"max_concurrent_requests": 0},
+            ["max_concurrent_requests: 0 is not allowed; give a whole number from 1 to 32"],
+        ),
+        (
+            {"max_concurrent_requests": 500},
+            ["max_concurrent_requests: 500 is not allowed; give a whole number from 1 to 32"],
+        ),
+        ({"max_tries": 0}, ["max_tries: 0 is not allowed; give a whole number of at least 1"]),
+        ({"request_timeout": 0}, ["request_timeout: 0 is not allowed; give seconds, above 0"]),
+        (
+            {"access_token_command_timeout": 0},
+            ["access_token_command_timeout: 0 is not allowed; give seconds, above 0"],
+        ),
+        (
+            {"state_message_interval": -1},
+            ["state_message_interval: -1 is not allowed; give seconds, 0 or more"],
+        ),
+        (
+            {"api_url": "api.weixin.qq.com"},
+            ["api_url: 'api.weixin.qq.com' is not an http(s) URL; e.g. https://api.weixin.qq.com"],
+        ),
+        (
+            {"app_secret": None},
+            [
+                (
+                    "app_id wx1: give one of app_secret, access_token or access_token_command (the "
+                    "account's credentials), or a top-level access_token_command for every account"
+                )
+            ],
+        ),
+        (
+            {"access_token": "t" * 20},
+            ["app_id wx1: give only one of app_secret, access_token, not several"],
+        ),
+        ({"app_id": None}, ["app_id: required (the Official Account's AppID), or give accounts"]),
+        ({"start_date": None}, ["start_date: required, the first day to read as YYYY-MM-DD"]),
         (
             {"accounts": [{"app_id": "wx2", "access_token": "t" * 20}]},
-            "accounts is given, so app_id, app_secret must not be",
+            [
+                (
+                    "accounts is given, so app_id, app_secret must not be: put each account's "
+                    "app_id and credentials in the list (a top-level access_token_command may "
+                    "serve them all)"
+                )
+            ],
+        ),
+        (
+            {"batch_config": {"encoding": {"format": "jsonl"}}},
+            [
+                (
+                    "batch_config: this tap does not write BATCH messages (its bookmarks move per "
+                    "day, and a STATE must never pass days whose rows are not yet delivered); "
+                    "remove batch_config, records are written as RECORD messages"
+                )
+            ],
         ),
     ],
 )
-def test_each_bad_setting_gives_one_line_naming_it(change: dict[str, t.Any], named: str) -> None:
+def test_each_bad_setting_gives_one_line_naming_it_and_what_to_do(
+    change: dict[str, t.Any], errors: list[str]
+) -> None:
     config = {k: v for k, v in (GOOD | change).items() if v is not None}
-    errors = settings_errors(config)
-    assert any(named in error for error in errors), errors
-    assert all("\n" not in error for error in errors)
+    assert settings_errors(config) == errors
+
+
+def test_a_start_date_after_the_latest_published_day_is_named_with_bad_accounts_too() -> None:
+    after = (
+        "start_date 2026-11-29 is after the latest day WeChat has published (2026-11-28, China "
+        "time: yesterday after 08:00 there); give an earlier start_date, or run later"
+    )
+    latest = dt.date(2026, 11, 28)
+    assert check_config(GOOD | {"start_date": "2026-11-29"}, latest)[1] == [after]
+    assert check_config({"start_date": "2026-11-29", "accounts": [5]}, latest)[1] == [
+        "accounts[0]: must be an object with app_id and a credential",
+        after,
+    ]
+    assert check_config(GOOD | {"state_message_interval": 0}, latest)[1] == []
 
 
 def test_good_settings_have_no_errors() -> None:
