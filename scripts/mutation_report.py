@@ -169,6 +169,12 @@ EQUIVALENT = [
         "no time_extracted is the empty string either: the first one is formatted all the same",
     ),
     Equivalent(
+        "tap_wechat_share.client.x_raise_for_errcode",
+        'errcode = body.get("errcode", 0)',
+        'errcode = body.get("errcode", None)',
+        "no errcode and errcode null are both taken as 0, on the next line",
+    ),
+    Equivalent(
         "tap_wechat_share.authenticators.x__read_available",
         "chunk = os.read(fd, 65536)",
         "chunk = os.read(fd, 65537)",

@@ -379,3 +379,14 @@ def test_rows_dropped_are_counted_in_one_warning_each(
         messages
     )
     assert "w: dropped 2 exact duplicate row(s)" in messages
+
+
+@pytest.mark.parametrize(("row", "kind"), [(["a"], "list"), (5, "int"), ("x", "str")])
+def test_a_row_that_is_not_an_object_stops_saying_what_it_is(
+    streams: dict[str, DatacubeStream], row: object, kind: str
+) -> None:
+    with pytest.raises(RowError) as raised:
+        streams["share_hour"].parse_rows({"list": [row]}, WINDOW, "wxprop", "wxprop share_hour")
+    assert str(raised.value) == (
+        f"wxprop share_hour: a row is a {kind}, not an object; row: {row!r}"
+    )

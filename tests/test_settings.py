@@ -108,6 +108,15 @@ GOOD: dict[str, t.Any] = {"app_id": "wx1", "app_secret": "s" * 16, "start_date":
                 )
             ],
         ),
+        (
+            {"shard_count": 3, "shard_index": 3},
+            ["shard_index: 3 is not allowed; give a whole number from 0 to 2"],
+        ),
+        (
+            {"shard_count": 2, "shard_index": True},
+            ["shard_index: True is not allowed; give a whole number from 0 to 1"],
+        ),
+        ({"shard_count": 0}, ["shard_count: 0 is not allowed; give a whole number of at least 1"]),
     ],
 )
 def test_each_bad_setting_gives_one_line_naming_it_and_what_to_do(
