@@ -175,6 +175,37 @@ EQUIVALENT = [
         "no errcode and errcode null are both taken as 0, on the next line",
     ),
     Equivalent(
+        "tap_wechat_share.authenticators.xǁAccessTokenAuthenticatorǁ__init__",
+        'self._expires_at = float("inf")',
+        'self._expires_at = float("INF")',
+        'float() reads "INF" as infinity too',
+    ),
+    Equivalent(
+        "tap_wechat_share.client.xǁWeChatClientǁ__init__",
+        'self.api_url = api_url.rstrip("/")',
+        'self.api_url = api_url.rstrip("XX/XX")',
+        "the same for every api_url that does not end in X (WeChat's, and any host's root)",
+    ),
+    Equivalent(
+        "tap_wechat_share.client.xǁWeChatClientǁpost",
+        'method="POST",',
+        'method="post",',
+        "requests writes the method in capitals when it prepares the request",
+    ),
+    Equivalent(
+        "tap_wechat_share.client.xǁWeChatClientǁpost",
+        'authenticator.renew(exc.refused_token or "", exc)',
+        'authenticator.renew(exc.refused_token or "XXXX", exc)',
+        "with no refused token known, any string that is not a token renews alike",
+    ),
+    Equivalent(
+        "tap_wechat_share.client.xǁWeChatClientǁ_send",
+        'if try_.reason == "stop":',
+        'if try_.reason == "XXstopXX":',
+        "the retry loop checks the stop event before anything else: a try ended by a stop "
+        "ends the request with the same StopRequestedError",
+    ),
+    Equivalent(
         "tap_wechat_share.authenticators.x__read_available",
         "chunk = os.read(fd, 65536)",
         "chunk = os.read(fd, 65537)",

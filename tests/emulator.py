@@ -215,6 +215,7 @@ class Call:
         started: ``time.monotonic()`` when the request arrived.
         finished: ``time.monotonic()`` when the answer was sent (NaN while pending).
         body: The JSON body as received (None if absent or not JSON; left out of the repr).
+        user_agent: The request's User-Agent header, None if absent.
     """
 
     path: str
@@ -226,6 +227,7 @@ class Call:
     started: float
     finished: float
     body: object = dataclasses.field(default=None, repr=False)
+    user_agent: str | None = None
 
 
 @dataclasses.dataclass
@@ -674,6 +676,7 @@ class WeChatEmulator:
         target: str,
         body: bytes,
         client_ip: str,
+        user_agent: str | None = None,
     ) -> tuple[Call, _Answer]:
         """Record the request, work out its answer, and mark the call as answered."""
         started = time.monotonic()
@@ -706,6 +709,7 @@ class WeChatEmulator:
                 started=started,
                 finished=math.nan,
                 body=payload,
+                user_agent=user_agent,
             )
             self._calls.append(call)
         answer = self._answer(call, method, payload, client_ip)
@@ -982,7 +986,9 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             self.close_connection = True
             return
-        call, answer = self._emulator._serve(method, self.path, body, self.client_address[0])
+        call, answer = self._emulator._serve(
+            method, self.path, body, self.client_address[0], self.headers.get("User-Agent")
+        )
         if answer.reset:
             self._reset()
             return

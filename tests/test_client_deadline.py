@@ -209,3 +209,23 @@ def test_a_trickling_answer_through_an_http_proxy_ends_the_try_at_request_timeou
     assert isinstance(post.error, FatalError)
     assert "timed out after 1 s without a complete answer" in str(post.error)
     assert len(_calls(emulator)) == 2
+
+
+def test_backoff_doubles_from_backoff_factor_between_tries(
+    emulator: WeChatEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+
+    def longest(value: float) -> float:  # full jitter at its top: the whole interval
+        waits.append(value)
+        return value
+
+    monkeypatch.setattr(backoff, "full_jitter", longest)
+    emulator.add_fault(Fault("http", path=HOURLY_PATH, status=502, times=3))
+    client = WeChatClient(emulator.url, timeout=10, max_tries=4, backoff_factor=0.001)
+    post = _Post(client, emulator.issue_token(APP_ID))
+    assert post.ended_within(30)
+    assert post.error is None
+    assert waits == [0.001, 0.002, 0.004]
+    assert [c.outcome for c in _calls(emulator)] == ["http 502"] * 3 + ["ok"]
+    assert {c.user_agent for c in _calls(emulator)} == {"tap-wechat-share"}

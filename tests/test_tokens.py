@@ -124,6 +124,7 @@ def test_stable_token_asks_without_force_refresh_and_once_for_many_callers(
     calls = emulator.calls_to("/cgi-bin/stable_token")
     assert len(calls) == 1
     assert calls[0].outcome == "ok"
+    assert calls[0].user_agent == "tap-wechat-share"
     assert calls[0].body == {
         "grant_type": "client_credential",
         "appid": APP_ID,
