@@ -59,6 +59,21 @@ def test_a_token_is_renewed_five_minutes_before_it_expires(monkeypatch: pytest.M
     assert authenticator.fetches == 2
 
 
+def test_a_stable_token_is_asked_again_five_minutes_before_its_expires_in(
+    emulator: WeChatEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(authenticators, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    authenticator = StableTokenAuthenticator(APP_ID, APP_SECRET, WeChatClient(emulator.url))
+    authenticator.token()
+    clock[0] += 7200 - 301  # the emulator's expires_in is 7200, as WeChat's
+    authenticator.token()
+    assert len(emulator.calls_to(STABLE_TOKEN_PATH)) == 1
+    clock[0] += 2
+    authenticator.token()
+    assert len(emulator.calls_to(STABLE_TOKEN_PATH)) == 2
+
+
 def test_a_token_without_a_lifetime_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [0.0]
     monkeypatch.setattr(authenticators, "time", SimpleNamespace(monotonic=lambda: clock[0]))
