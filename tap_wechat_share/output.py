@@ -14,10 +14,11 @@ after every message, one system call each. This writer writes the same text, mor
   What the standard library would write differently from the SDK (a Decimal, NaN or infinity;
   never in this tap's records) goes to the SDK's serializer. Records are written to stdout
   together, in one write, before the next other message (a window's records before its STATE),
-  every 64 KiB, when the sync ends (:meth:`RecordWriter.finish`), and at exit at the latest. So a record reaches the target at the latest with the STATE
-  message that follows it, and the cost of a system call per record (and, with requests in
-  flight, of handing the GIL to another thread at each one) is gone, even when
-  ``PYTHONUNBUFFERED`` is set, as many container images do.
+  every 64 KiB, when the sync ends (:meth:`RecordWriter.finish`), and at exit at the latest.
+  So a record reaches the target at the latest with the STATE message that follows it, and the
+  cost of a system call per record (and, with requests in flight, of handing the GIL to another
+  thread at each one) is gone, even when ``PYTHONUNBUFFERED`` is set, as many container images
+  do.
 - Every message reaches stdout whole: lines are written with ``os.write`` until all of them is
   written (see ``_emit``), never twice (the held lines are let go of before the write), and a
   reader that closed stdout ends the run (:class:`OutputClosedError`) instead of a traceback.
