@@ -105,10 +105,14 @@ class LookAhead(t.Generic[K, R]):
                 continue
 
     def drop(self, group: Hashable) -> None:
-        """Forget the tasks of ``group`` fetched ahead (cancelling those not started)."""
+        """Forget the tasks of ``group`` fetched ahead (cancelling those not started).
+
+        Nothing new starts here: the reader's next :meth:`take` fills the pipeline again. (An
+        account failed before the run's first request, for an unusable bookmark, must not set
+        off requests for accounts whose bookmarks are yet to be checked.)
+        """
         for task in [task for task in self._ahead if self._group(task) == group]:
             self._ahead.pop(task).cancel()
-        self._fill()
 
     def _fill(self) -> None:
         while not self._closed and len(self._ahead) < self.depth:

@@ -311,6 +311,23 @@ def test_an_unusable_bookmark_fails_its_account_in_every_stream_before_any_reque
     ]
 
 
+def test_unusable_bookmarks_of_several_accounts_in_different_streams_fail_each_up_front(
+    emulator: WeChatEmulator,
+) -> None:
+    own = {"replication_key": "ref_date", "replication_key_value": "2026-13-01"}
+    state = {
+        "bookmarks": {
+            "share_day": {"partitions": [{"context": {"app_id": APP_ID}, **own}]},
+            "share_hour": {"partitions": [{"context": {"app_id": APP_ID_2}, **own}]},
+        }
+    }
+    out = sync(two_accounts(emulator), state)
+    assert out.exit_code == 1
+    # Neither is read in any stream, article_share (read first) included.
+    assert out.records() == []
+    assert emulator.calls_to("/datacube/getarticleshare") == []
+
+
 def test_a_bookmark_after_the_latest_published_day_stops_its_account(
     emulator: WeChatEmulator, tmp_path: Path
 ) -> None:

@@ -173,6 +173,25 @@ def own(app_id: str, **extra: t.Any) -> dict[str, t.Any]:
             id="one-stranger",
         ),
         pytest.param(
+            {"partitions": [{"context": "wx1", "replication_key_value": DAY}]},
+            ["wx1"],
+            ["wx1"],
+            {"partitions": [{"context": "wx1", "replication_key_value": DAY}]},
+            [
+                (
+                    logging.WARNING,
+                    (
+                        "share_hour: 1 account(s) have no bookmark (wx1) and are read in full "
+                        "from start_date, while the state holds 1 bookmark(s) that match no "
+                        'configured account ("wx1"). If those are the same accounts written '
+                        'differently, correct their contexts to {"app_id": "<AppID>"} and run '
+                        "again"
+                    ),
+                )
+            ],
+            id="context-not-an-object",
+        ),
+        pytest.param(
             # Another shard's account: not a stranger, nothing to say.
             {"partitions": [own("wx9", replication_key_value=DAY)]},
             ["wx1"],
