@@ -206,6 +206,43 @@ EQUIVALENT = [
         "ends the request with the same StopRequestedError",
     ),
     Equivalent(
+        "tap_wechat_share.accounts.x__csv_rows",
+        "yield where, {column: cell.strip() for column, cell in zip(columns, row, strict=True)}",
+        "yield where, {column: cell.strip() for column, cell in zip(columns, row, *)}",
+        "the row's length was checked equal to the header's just above",
+    ),
+    Equivalent(
+        "tap_wechat_share.authenticators.xǁCommandTokenAuthenticatorǁ_collect",
+        "if remaining <= 0:",
+        "if remaining < 0:",
+        "at exactly 0 s left the next pass waits 0 s and then gives up: the same end",
+    ),
+    Equivalent(
+        "tap_wechat_share.streams.xǁDatacubeStreamǁapply_catalog",
+        "self.TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.ROOT_ONLY",
+        "self.TYPE_CONFORMANCE_LEVEL = None",
+        "the SDK conforms any level but NONE at the root, and the tap's records are flat",
+    ),
+    Equivalent(
+        "tap_wechat_share.streams.xǁDatacubeStreamǁ_generate_record_messages",
+        "self._checked_mask = mask",
+        "self._checked_mask = None",
+        "the choice of path is then made again for every record: the same choice, slower",
+    ),
+    Equivalent(
+        "tap_wechat_share.streams.xǁDatacubeStreamǁ_generate_record_messages",
+        "extracted = self._time_extracted or dt.datetime.now(dt.timezone.utc)",
+        "extracted = self._time_extracted or dt.datetime.now(None)",
+        "in a run get_records sets the window's time before its records are made: the clock "
+        "is read only for a record made outside a run",
+    ),
+    Equivalent(
+        "tap_wechat_share.streams.xǁDatacubeStreamǁ_checkpoint",
+        "self.state_manager.is_flushed = False",
+        "self.state_manager.is_flushed = None",
+        "the SDK only tests it for truth",
+    ),
+    Equivalent(
         "tap_wechat_share.authenticators.x__read_available",
         "chunk = os.read(fd, 65536)",
         "chunk = os.read(fd, 65537)",
