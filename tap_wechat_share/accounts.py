@@ -171,7 +171,8 @@ def _entry(  # noqa: PLR0911 - one return per way an entry can be wrong
         return None
     given = [key for key in CREDENTIALS if item.get(key)]
     for key in given:
-        register_secret(item[key])
+        if isinstance(item[key], str):  # anything else is refused below, not registered
+            register_secret(item[key])
     named = f"{where} ({app_id})" if app_id not in where else where
     if len(given) > 1:
         errors.append(f"{named}: give only one of {', '.join(given)}, not several")

@@ -133,6 +133,11 @@ def test_an_accounts_file_gives_its_accounts_in_order_with_where_each_was_given(
             ],
         ),
         (
+            "n.json",
+            '[{"app_id": "wx1", "access_token": 12345678}]',
+            ["accounts_file n.json item 0 (wx1): access_token must be text"],
+        ),
+        (
             "a.txt",
             "wx1",
             [

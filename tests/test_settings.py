@@ -7,6 +7,7 @@ import typing as t
 
 import pytest
 
+from tap_wechat_share.redact import redact_text
 from tap_wechat_share.tap import TapWeChatShare, check_config
 from tests.conftest import APP_ID, APP_SECRET, bookmark, run_tap, sync
 
@@ -166,6 +167,46 @@ def test_good_settings_have_no_errors() -> None:
 def test_account_list_errors(accounts: list[dict[str, t.Any]], named: str) -> None:
     config = {"start_date": "2024-05-01", "accounts": accounts}
     assert any(named in error for error in settings_errors(config))
+
+
+@pytest.mark.parametrize(
+    ("config", "errors"),
+    [
+        (
+            {"accounts": [{"app_id": "wx2", "access_token": "t" * 9}], "accounts_file": "a.csv"},
+            ["accounts and accounts_file are both given; keep one of them"],
+        ),
+        (
+            {"accounts_file": "a.csv", "app_secret": "s" * 16},
+            [
+                (
+                    "accounts_file is given, so app_secret must not be: put each account's "
+                    "app_id and credentials in the list (a top-level access_token_command may "
+                    "serve them all)"
+                )
+            ],
+        ),
+        (
+            {"accounts": [{"app_id": "wx 2", "access_token": "t" * 9}]},
+            ["accounts[0]: app_id 'wx 2' has spaces; give the AppID alone"],
+        ),
+        (
+            {"accounts": [{"app_id": "wx2", "access_token": 12345678}]},
+            ["accounts[0] (wx2): access_token must be text"],
+        ),
+    ],
+)
+def test_how_accounts_are_given_is_checked_line_by_line(
+    config: dict[str, t.Any], errors: list[str]
+) -> None:
+    assert settings_errors({"start_date": "2024-05-01", **config}) == errors
+
+
+def test_credentials_in_an_accounts_list_are_registered_for_redaction() -> None:
+    settings_errors(
+        {"start_date": "2024-05-01", "accounts": [{"app_id": "wx2", "app_secret": "listed-se-7f3"}]}
+    )
+    assert redact_text("x listed-se-7f3 y") == "x <redacted> y"
 
 
 def test_cli_rejects_bad_settings_before_any_call_without_traceback(
