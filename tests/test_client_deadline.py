@@ -127,6 +127,7 @@ def test_a_stop_ends_the_backoff_wait(
     assert post.ended_within(10), "the stop did not end the backoff wait"
     assert waits == [600]
     assert isinstance(post.error, StopRequestedError)
+    assert str(post.error) == "share_hour 2026-11-02: abandoned, the run is stopping"
     assert len(_calls(emulator)) == 1
 
 
@@ -143,6 +144,7 @@ def test_a_stop_ends_the_wait_for_the_next_minute(
     client.stop_event.set()
     assert post.ended_within(10), "the stop did not end the minute wait"
     assert isinstance(post.error, StopRequestedError)
+    assert str(post.error) == "share_hour 2026-11-02: abandoned, the run is stopping"
     assert len(_calls(emulator)) == 1
 
 

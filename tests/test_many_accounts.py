@@ -292,6 +292,25 @@ def test_the_indexed_state_lookup_gives_what_the_sdk_gives_byte_for_byte(
     assert json.dumps(ours_state) == json.dumps(sdk_state)
 
 
+def test_a_new_list_of_partitions_of_the_same_length_is_looked_up_anew() -> None:
+    def state(*app_ids: str) -> dict[str, t.Any]:
+        partitions = [{"context": {"app_id": a}, "replication_key_value": a} for a in app_ids]
+        return {"bookmarks": {"s": {"partitions": partitions}}}
+
+    tap_state = state("a", "b")
+    manager = IndexedStateManager(stream_name="s", tap_state=tap_state)
+    assert manager.find_context_state({"app_id": "a"}) == {
+        "context": {"app_id": "a"},
+        "replication_key_value": "a",
+    }
+    tap_state["bookmarks"]["s"] = state("c", "d")["bookmarks"]["s"]  # as a reloaded state
+    assert manager.find_context_state({"app_id": "a"}) is None
+    assert manager.find_context_state({"app_id": "c"}) == {
+        "context": {"app_id": "c"},
+        "replication_key_value": "c",
+    }
+
+
 def test_duplicate_partitions_are_refused_like_the_sdk_does() -> None:
     state = {"bookmarks": {"s": {"partitions": [{"context": {"app_id": "a"}}] * 2}}}
     refusals = []

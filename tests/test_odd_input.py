@@ -207,25 +207,28 @@ def test_other_shards_bookmarks_pass_through_without_a_warning(
         assert bookmark(out.final_state, stream, APP_ID) == "2026-11-02"
 
 
-def test_each_account_is_read_by_exactly_one_shard(emulator: WeChatEmulator) -> None:
+@pytest.mark.parametrize(("count", "first_six"), [(3, [0, 0, 1, 0, 0, 2]), (2, [0, 0, 0, 0, 1, 1])])
+def test_each_account_is_read_by_exactly_one_shard(
+    emulator: WeChatEmulator, count: int, first_six: list[int]
+) -> None:
     accounts = [{"app_id": f"wx{n:016d}", "access_token": "t" * 20} for n in range(1, 41)]
     owners: dict[str, list[int]] = {a["app_id"]: [] for a in accounts}
-    for index in range(3):
+    for index in range(count):
         tap = TapWeChatShare(
             config={
                 "accounts": accounts,
                 "start_date": "2026-11-01",
                 "api_url": emulator.url,
-                "shard_count": 3,
+                "shard_count": count,
                 "shard_index": index,
             }
         )
         for app_id in tap.run.accounts:
             owners[app_id].append(index)
     assert all(len(shards) == 1 for shards in owners.values())
-    assert {shards[0] for shards in owners.values()} == {0, 1, 2}
+    assert {shards[0] for shards in owners.values()} == set(range(count))
     # The same on every machine and Python version (SHA-256 of the app_id, not hash()).
-    assert [owners[f"wx{n:016d}"][0] for n in range(1, 7)] == [0, 0, 1, 0, 0, 2]
+    assert [owners[f"wx{n:016d}"][0] for n in range(1, 7)] == first_six
 
 
 @pytest.mark.parametrize(
