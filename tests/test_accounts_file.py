@@ -8,6 +8,7 @@ these run in the test process, where the mutation tests can reach the file reade
 from __future__ import annotations
 
 import typing as t
+import uuid
 
 import pytest
 
@@ -175,12 +176,11 @@ def test_a_missing_accounts_file_is_named_with_the_directory_it_was_looked_for_f
 
 
 def test_an_account_failure_names_the_account_once_and_is_kept_free_of_secrets() -> None:
-    account = Account("wx1", ReadyTokenAuthenticator("wx1", "a-ready-token-for-fail-123"))
+    token = f"ready-{uuid.uuid4().hex}"  # new on every run: the registry is per process
+    account = Account("wx1", ReadyTokenAuthenticator("wx1", token))
     assert account.fail(ValueError("wx1 share_hour 2026-11-02: boom")) == (
         "wx1 share_hour 2026-11-02: boom"
     )
-    assert account.fail(OSError("reset, access_token=a-ready-token-for-fail-123")) == (
-        "wx1: reset, access_token=<redacted>"
-    )
+    assert account.fail(OSError(f"reset, the token {token}")) == "wx1: reset, the token <redacted>"
     assert account.fail(KeyError()) == "wx1: KeyError"
     assert account.failure == "wx1: KeyError"

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 import typing as t
+import uuid
 from pathlib import Path
 
 import pytest
@@ -196,7 +197,7 @@ def test_stderr_is_logged_redacted_and_stdout_never(caplog: pytest.LogCaptureFix
 
 
 def test_the_printed_token_is_redacted_wherever_it_appears_later() -> None:
-    token = "printed-by-the-command-only-4f2a9c"
+    token = f"printed-{uuid.uuid4().hex}"  # new on every run: the registry is per process
     assert CommandTokenAuthenticator(APP_ID, f"printf '%s\\377' {token}", timeout=10).token() == (
         f"{token}\ufffd"
     )
