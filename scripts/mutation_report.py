@@ -292,6 +292,12 @@ EQUIVALENT = [
         "it is read only once a time_extracted was formatted into it",
     ),
     Equivalent(
+        "tap_wechat_share.tap.xǁTapWeChatShareǁ__init__",
+        "self._entries: list[AccountEntry] = []",
+        "self._entries: list[AccountEntry] = None",
+        "it is only tested for emptiness (None is read as no accounts checked yet, as [] is)",
+    ),
+    Equivalent(
         "tap_wechat_share.authenticators.x__read_available",
         "chunk = os.read(fd, 65536)",
         "chunk = os.read(fd, 65537)",

@@ -81,8 +81,9 @@ def test_digit_strings_are_read_as_integers(
 
 
 def test_an_unexpected_error_in_one_account_stops_only_that_account(
-    emulator: WeChatEmulator, monkeypatch: pytest.MonkeyPatch
+    emulator: WeChatEmulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     from tap_wechat_share import streams  # noqa: PLC0415
 
     original = streams.DatacubeStream.parse_rows
@@ -99,6 +100,13 @@ def test_an_unexpected_error_in_one_account_stops_only_that_account(
     assert [r for r in out.records("share_day") if r["app_id"] == APP_ID_2] == daily_rows(
         emulator, "2026-11-01", "2026-11-06", APP_ID_2
     )
+    # Its traceback is kept for DEBUG, under a line naming what was being read.
+    # (Windows fetched ahead fail alike, each with its own line.)
+    traced = [r for r in caplog.records if "ZeroDivisionError: a bug" in (r.exc_text or "")]
+    assert {r.levelno for r in traced} == {logging.DEBUG}
+    assert f"{APP_ID} article_share 2026-11-01: unexpected error" in [
+        r.getMessage() for r in traced
+    ]
 
 
 # States as people write them ------------------------------------------------------------------
