@@ -316,6 +316,21 @@ def config(emulator: WeChatEmulator) -> dict[str, t.Any]:
     }
 
 
+def two_accounts(emulator: WeChatEmulator, **settings: t.Any) -> dict[str, t.Any]:
+    """APP_ID and APP_ID_2 with their secrets against the emulator, 2026-11-01 to 11-06."""
+    return {
+        "accounts": [
+            {"app_id": APP_ID, "app_secret": APP_SECRET},
+            {"app_id": APP_ID_2, "app_secret": APP_SECRET_2},
+        ],
+        "start_date": "2026-11-01",
+        "end_date": "2026-11-06",
+        "api_url": emulator.url,
+        "max_tries": 2,
+        **settings,
+    }
+
+
 def hourly_rows(
     emu: WeChatEmulator, first: str, last: str, app_id: str = APP_ID
 ) -> list[dict[str, t.Any]]:

@@ -19,7 +19,6 @@ from tests.conftest import (
     APP_ID,
     APP_ID_2,
     APP_SECRET,
-    APP_SECRET_2,
     TODAY,
     article_rows,
     bookmark,
@@ -27,6 +26,7 @@ from tests.conftest import (
     hourly_rows,
     run_tap,
     sync,
+    two_accounts,
 )
 from tests.emulator import ARTICLE_PATH, DAILY_PATH, Fault, WeChatEmulator
 
@@ -231,15 +231,7 @@ def test_a_retired_endpoint_ends_only_its_stream_with_one_line_and_a_non_zero_ex
     emulator: WeChatEmulator, tmp_path: Path
 ) -> None:
     emulator.retire(DAILY_PATH)
-    config = {
-        "accounts": [
-            {"app_id": APP_ID, "app_secret": APP_SECRET},
-            {"app_id": APP_ID_2, "app_secret": APP_SECRET_2},
-        ],
-        "start_date": "2026-11-01",
-        "end_date": "2026-11-05",
-        "api_url": emulator.url,
-    }
+    config = two_accounts(emulator, end_date="2026-11-05")
     kept = {"context": {"app_id": APP_ID}, "replication_key": "ref_date"}
     state = {
         "bookmarks": {"share_day": {"partitions": [kept | {"replication_key_value": "2026-10-31"}]}}
@@ -280,16 +272,7 @@ def test_a_retired_endpoint_is_named_once_in_process_with_what_to_do(
     emulator: WeChatEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     emulator.retire(DAILY_PATH)
-    config = {
-        "accounts": [
-            {"app_id": APP_ID, "app_secret": APP_SECRET},
-            {"app_id": APP_ID_2, "app_secret": APP_SECRET_2},
-        ],
-        "start_date": "2026-11-01",
-        "end_date": "2026-11-02",
-        "api_url": emulator.url,
-        "max_concurrent_requests": 1,
-    }
+    config = two_accounts(emulator, end_date="2026-11-02", max_concurrent_requests=1)
     out = sync(config)
     assert out.exit_code == 1
     assert out.records("share_day") == []

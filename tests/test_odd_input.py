@@ -20,14 +20,13 @@ from tap_wechat_share.tap import TapWeChatShare
 from tests.conftest import (
     APP_ID,
     APP_ID_2,
-    APP_SECRET,
-    APP_SECRET_2,
     TAP_EXECUTABLE,
     bookmark,
     daily_rows,
     hourly_rows,
     run_tap,
     sync,
+    two_accounts,
 )
 from tests.emulator import Fault, WeChatEmulator
 
@@ -36,19 +35,6 @@ if t.TYPE_CHECKING:
 
 HOURLY = "/datacube/getusersharehour"
 DAILY = "/datacube/getusershare"
-
-
-def two_accounts(emulator: WeChatEmulator) -> dict[str, t.Any]:
-    return {
-        "accounts": [
-            {"app_id": APP_ID, "app_secret": APP_SECRET},
-            {"app_id": APP_ID_2, "app_secret": APP_SECRET_2},
-        ],
-        "start_date": "2026-11-01",
-        "end_date": "2026-11-06",
-        "api_url": emulator.url,
-        "max_tries": 2,
-    }
 
 
 @pytest.mark.parametrize("value", ["--5", "²", "1e3", " ", "12.5", [], {"n": 1}, 1.5, True])
