@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import typing as t
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterable
@@ -99,10 +99,10 @@ class LookAhead(t.Generic[K, R]):
             if self._stopping():
                 future.cancel()
                 raise Stopping
-            try:
-                return future.result(timeout=POLL_SECONDS)
-            except TimeoutError:
-                continue
+            # wait(), not result(timeout=...): before Python 3.11 that raises
+            # concurrent.futures.TimeoutError, which is not the builtin TimeoutError.
+            if wait((future,), timeout=POLL_SECONDS).done:
+                return future.result()
 
     def drop(self, group: Hashable) -> None:
         """Forget the tasks of ``group`` fetched ahead (cancelling those not started).

@@ -7,7 +7,8 @@ import typing as t
 
 import pytest
 
-from tests.conftest import article_rows, bookmark, hourly_rows, sync
+from tap_wechat_share.lookahead import POLL_SECONDS
+from tests.conftest import article_rows, bookmark, daily_rows, hourly_rows, sync
 from tests.emulator import Call, Fault, WeChatEmulator
 
 HOURLY = "/datacube/getusersharehour"
@@ -133,3 +134,18 @@ def test_simultaneous_refusals_of_the_token_lead_to_one_renewal(
     assert len(emulator.calls_to(STABLE)) == 2  # the first token, and one renewal
     answered = sorted(c.begin_date or "" for c in emulator.calls_to(ARTICLE) if c.outcome == "ok")
     assert answered == days("2026-11-01", "2026-11-10")
+
+
+@pytest.mark.parametrize("in_flight", [1, 4])
+def test_answers_slower_than_the_look_ahead_poll_give_every_row(
+    emulator: WeChatEmulator, config: dict[str, t.Any], in_flight: int
+) -> None:
+    # WeChat answers in 100 to 300 ms: longer than the look-ahead's poll, so the reader waits
+    # through several polls for each window (before Python 3.11 a poll that ran out raised
+    # concurrent.futures.TimeoutError, and every account failed with it).
+    emulator.latency = 2.5 * POLL_SECONDS
+    out = sync(config | {"end_date": "2026-11-02", "max_concurrent_requests": in_flight})
+    assert out.exit_code == 0
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-02")
+    assert out.records("share_day") == daily_rows(emulator, "2026-11-01", "2026-11-02")
+    assert bookmark(out.final_state, "share_hour") == "2026-11-02"
