@@ -7,6 +7,7 @@ shard settings) are checked in :mod:`tap_wechat_share.accounts`; everything else
 from __future__ import annotations
 
 import datetime as dt
+import re
 import typing as t
 from decimal import Decimal
 from urllib.parse import urlparse
@@ -196,9 +197,16 @@ CONFIG_SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
+_YYYY_MM_DD = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def is_date(value: object) -> bool:
-    """Whether ``value`` is a date written exactly as ``YYYY-MM-DD``."""
-    if not isinstance(value, str) or len(value) != len("YYYY-MM-DD"):
+    """Whether ``value`` is a date written exactly as ``YYYY-MM-DD``.
+
+    Not ``fromisoformat`` alone: from Python 3.11 it also reads ISO week dates (``2024-W18-3``),
+    so a setting would be taken on one Python and refused on another.
+    """
+    if not isinstance(value, str) or not _YYYY_MM_DD.fullmatch(value):
         return False
     try:
         dt.date.fromisoformat(value)
