@@ -214,6 +214,7 @@ def test_one_at_a_time_means_one_request_at_a_time(emu: WeChatEmulator) -> None:
     assert max_overlap(emu.calls) == 1
 
 
+@pytest.mark.boundary
 def test_killed_with_hundreds_of_accounts_then_resumed_loses_no_row_and_rereads_no_day(
     emu: WeChatEmulator, tmp_path: Path
 ) -> None:

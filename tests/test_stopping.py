@@ -14,14 +14,15 @@ import subprocess
 import threading
 import time
 import typing as t
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import TAP_EXECUTABLE, TODAY, hourly_rows, key_of
 from tests.emulator import Fault, WeChatEmulator
 
-if t.TYPE_CHECKING:
-    from pathlib import Path
+# Process-boundary tests: scripts/test runs them on every Python the package supports.
+pytestmark = pytest.mark.boundary
 
 HOURLY = "/datacube/getusersharehour"
 DAILY = "/datacube/getusershare"
@@ -160,6 +161,20 @@ def test_a_signal_stops_a_run_whose_requests_hang_and_names_failed_accounts(
     assert "Stopped by SIGTERM" in lines[-1]
 
 
+def wait_until_blocked_writing(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Wait until the process's main thread is blocked writing to its full stdout pipe.
+
+    Read from the kernel (the thread's wait channel), not guessed from a delay: a slow start
+    (a busy machine) must not make the signal arrive before the tap has written anything.
+    """
+    wchan = Path(f"/proc/{process.pid}/wchan")
+    deadline = time.monotonic() + timeout
+    while "pipe_write" not in wchan.read_text():
+        assert process.poll() is None, "the tap ended before its output filled the pipe"
+        assert time.monotonic() < deadline, f"not blocked writing after {timeout} s"
+        time.sleep(0.02)
+
+
 def test_a_second_signal_ends_the_run_at_once(emu3: WeChatEmulator, tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config_for(emu3)))
@@ -170,7 +185,7 @@ def test_a_second_signal_ends_the_run_at_once(emu3: WeChatEmulator, tmp_path: Pa
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(3)  # the pipe fills up
+        wait_until_blocked_writing(process)
         process.send_signal(signal.SIGTERM)
         with pytest.raises(subprocess.TimeoutExpired):
             process.wait(2)

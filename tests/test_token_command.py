@@ -19,6 +19,9 @@ from tap_wechat_share.client import FatalError, StopRequestedError
 from tap_wechat_share.redact import REDACTED, redact_text
 from tests.conftest import APP_ID
 
+# Process-boundary tests: scripts/test runs them on every Python the package supports.
+pytestmark = pytest.mark.boundary
+
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
