@@ -13,7 +13,9 @@
   checkout's ``.meltano/`` is never touched; a test checks that ``git status`` is unchanged.
 
 Packages come through uv from its cache where it can (``--offline``), else from the index, as
-``meltano install`` does. PostgreSQL is the session's server (``tests/postgres.py``).
+``meltano install`` does. PostgreSQL is the session's server (``tests/postgres.py``); the README's
+block gets a database of its own there (its schema, ``wechat``, is fixed), so with
+``TAP_WECHAT_SHARE_TEST_PG_DSN`` the user needs the CREATEDB privilege.
 """
 
 # SQL here is built from the names of schemas and databases the tests make themselves.
@@ -69,7 +71,6 @@ TODAY = dt.date(2025, 11, 10)
 START = dt.date(2025, 11, 1)
 """The README block's start_date (and getarticleshare's first day)."""
 END = dt.date(2025, 11, 4)
-STREAMS = ("share_hour", "share_day", "article_share")
 
 
 def uv(*args: str, cwd: Path = ROOT) -> None:
