@@ -78,7 +78,7 @@ def uv(*args: str, cwd: Path = ROOT) -> None:
     command = [str(UV) if UV.exists() else "uv", *args]
     offline = subprocess.run([*command, "--offline"], cwd=cwd, capture_output=True, check=False)
     if offline.returncode != 0:
-        subprocess.run(command, cwd=cwd, capture_output=True, check=True, timeout=600)
+        run(command, cwd, dict(os.environ))
 
 
 def clean_env(**extra: str) -> dict[str, str]:
