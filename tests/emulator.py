@@ -23,6 +23,9 @@ Every request is recorded as a :class:`Call`. The emulator never prints or logs 
 Run it on its own with::
 
     python tests/emulator.py --port 8765 --app wxdemo0000000001:emulator-demo-secret
+
+Stopped (Ctrl-C, SIGTERM), it prints the calls it served per endpoint and app, with the days
+answered and any day answered more than once (:func:`served_summary`).
 """
 
 from __future__ import annotations
@@ -1039,6 +1042,49 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
+def served_summary(calls: Sequence[Call]) -> list[str]:
+    """What the emulator served, per endpoint and app: the lines it prints when it stops.
+
+    A line gives the calls, how many were not answered with data (errors, faults), and for a
+    datacube endpoint the days its answers covered and any day answered more than once, so that
+    "one token call per account" and "no day asked twice" can be checked by hand.
+
+    Args:
+        calls: The calls received, as :attr:`WeChatEmulator.calls` gives them.
+
+    Returns:
+        A heading line, then one line per endpoint and app, sorted.
+    """
+    if not calls:
+        return ["emulator served no calls"]
+    groups: dict[tuple[str, str], list[Call]] = {}
+    for call in calls:
+        groups.setdefault((call.path, call.app_id or "-"), []).append(call)
+    width_path = max(len(path) for path, _ in groups)
+    width_app = max(len(app) for _, app in groups)
+    width_count = len(str(max(len(group) for group in groups.values())))
+    plural = "" if len(calls) == 1 else "s"
+    lines = [f"emulator served {len(calls)} call{plural}, per endpoint and app:"]
+    for (path, app), group in sorted(groups.items()):
+        line = f"  {path:<{width_path}}  {app:<{width_app}}  {len(group):>{width_count}} call"
+        line += "" if len(group) == 1 else "s"
+        answered = [call for call in group if call.outcome.startswith("ok")]
+        if len(answered) < len(group):
+            line += f" ({len(group) - len(answered)} not answered with data)"
+        days: dict[dt.date, int] = {}
+        for call in answered:
+            begin, end = _parse_date(call.begin_date), _parse_date(call.end_date)
+            while begin is not None and end is not None and begin <= end:
+                days[begin] = days.get(begin, 0) + 1
+                begin += dt.timedelta(days=1)
+        if days:
+            line += f", {len(days)} day{'' if len(days) == 1 else 's'} {min(days)}..{max(days)}"
+            again = [f"{day} x{count}" for day, count in sorted(days.items()) if count > 1]
+            line += ", answered more than once: " + ", ".join(again) if again else ", each once"
+        lines.append(line)
+    return lines
+
+
 def _parse_app(value: str) -> tuple[str, str]:
     app_id, sep, secret = value.partition(":")
     if not sep or not app_id or not secret:
@@ -1048,7 +1094,9 @@ def _parse_app(value: str) -> tuple[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the emulator until SIGTERM or Ctrl-C.
+    """Serve the emulator until SIGTERM or Ctrl-C, then print what it served.
+
+    What it served is :func:`served_summary`'s lines.
 
     Returns:
         The exit status.
@@ -1101,6 +1149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"emulator listening on {emulator.url}", flush=True)
         while not stopping.wait(0.2):
             pass
+    print("\n".join(served_summary(emulator.calls)), flush=True)
     return 0
 
 
