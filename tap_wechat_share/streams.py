@@ -459,6 +459,8 @@ class DatacubeStream(Stream):
             self.name,
         )
         run.retired[self.name] = self.retirement_line(error)
+        if run.lookahead:  # its tasks fetched ahead will never be taken: make room for others
+            run.lookahead.drop_where(lambda task: task.stream == self.name)
 
     def retirement_line(self, error: EndpointRetiredError) -> str:
         """The end-of-run line for this stream's retired endpoint: what happened, what to do."""

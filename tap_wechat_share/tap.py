@@ -227,6 +227,8 @@ class TapWeChatShare(Tap):
                 except Exception:  # noqa: BLE001 - the stream reports it when it gets there
                     windows = []
                 for window in windows:
+                    if stream.name in run.retired:  # its held tasks were dropped: no more
+                        break
                     yield Task(stream.name, app_id, window)
 
     def _fetch(self, task: Task) -> WindowResult:
