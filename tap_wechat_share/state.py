@@ -11,9 +11,9 @@ The bookmark is the last day read completely, a date ``YYYY-MM-DD`` and nothing 
   stops that account with a message saying what to do (a silent full read, or a run that is "up
   to date" forever, would be worse).
 - A missing or null ``replication_key`` beside a bookmark is the stream's key (``ref_date``).
-- A stream-level bookmark without partitions (a hand-written state) is used for the run's only
-  account; with several accounts nobody can say whose it is: a warning names it and says that a
-  full read follows.
+- A stream-level bookmark without partitions (a hand-written state) is used for the only account
+  the settings give; with several accounts (in this run, or in all shards) nobody can say whose it
+  is: a warning names it and says that a full read follows.
 - A partition whose context holds the account's app_id and other keys is used for that account.
 - When accounts have no bookmark while the state holds bookmarks that match no configured
   account, a warning names both: a full read follows for those accounts.
@@ -204,7 +204,8 @@ def take_in_old_shapes(  # noqa: C901
 
     level_value = stream_state.get("replication_key_value")
     if level_value is not None:
-        if len(app_ids) == 1 and app_ids[0] not in own:
+        # The settings' only account, not a shard's: in a shard it may be anyone's bookmark.
+        if len(all_app_ids) <= 1 and len(app_ids) == 1 and app_ids[0] not in own:
             stream_state.pop("replication_key", None)
             stream_state.pop("replication_key_value")
             stream_state.setdefault("partitions", []).append(
@@ -219,6 +220,18 @@ def take_in_old_shapes(  # noqa: C901
                 "%s: the state's stream-level bookmark %s is used for %s, the run's only account",
                 stream,
                 level_value,
+                app_ids[0],
+            )
+        elif len(app_ids) == 1 and len(all_app_ids) > 1 and app_ids[0] not in own:
+            logger.warning(
+                "%s: the state has a stream-level bookmark (%s) but the settings give %d "
+                "accounts (this shard reads %s): it cannot say whose it is, so it is not used, "
+                "and %s is read from start_date unless it has a bookmark of its own. To use it, "
+                'put it in a partition {"context": {"app_id": "<AppID>"}, ...}',
+                stream,
+                level_value,
+                len(all_app_ids),
+                app_ids[0],
                 app_ids[0],
             )
         elif len(app_ids) > 1:

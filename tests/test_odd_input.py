@@ -168,6 +168,28 @@ def test_a_stream_level_bookmark_with_several_accounts_is_named_in_a_warning(
     assert first_hourly_day(emulator) == "2026-11-01"
 
 
+def test_a_stream_level_bookmark_is_not_given_to_a_shard_s_only_account(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    # Two accounts, in different shards of 3 (APP_ID in shard 1, APP_ID_2 in shard 0): each
+    # shard reads one account, and still nobody can say whose the bookmark is.
+    for index, app_id in ((1, APP_ID), (0, APP_ID_2)):
+        emulator.reset_calls()
+        config = two_accounts(emulator, shard_count=3, shard_index=index)
+        out = run_tap(config, tmp_path, stream_level("2026-11-04"))
+        assert out.exit_code == 0
+        assert "the run's only account" not in out.stderr
+        assert (
+            "share_hour: the state has a stream-level bookmark (2026-11-04) but the settings "
+            f"give 2 accounts (this shard reads {app_id})"
+        ) in out.stderr
+        assert {c.app_id for c in emulator.calls_to(HOURLY)} == {app_id}
+        assert first_hourly_day(emulator) == "2026-11-01"
+        assert out.records("share_hour") == hourly_rows(
+            emulator, "2026-11-01", "2026-11-06", app_id
+        )
+
+
 def test_bookmarks_of_unknown_contexts_are_named_when_accounts_have_none(
     emulator: WeChatEmulator, tmp_path: Path
 ) -> None:
