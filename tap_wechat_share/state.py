@@ -18,7 +18,8 @@ The bookmark is the last day read completely, a date ``YYYY-MM-DD`` and nothing 
 - When accounts have no bookmark while the state holds bookmarks that match no configured
   account, a warning names both: a full read follows for those accounts.
 - Partitions of accounts that this run does not read (other shards', removed accounts') are kept
-  as they are.
+  as they are, duplicates included; two partitions of an account this run reads stop that
+  account. An item of ``partitions`` that is not an object is left out, with a warning.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class IndexedStateManager(StreamStateManager):
         self._indexed: list[dict[str, t.Any]] | None = None
         self._indexed_length = 0
         self._index: dict[tuple[tuple[str, t.Any], ...], dict[str, t.Any]] = {}
+        self._duplicates: dict[tuple[tuple[str, t.Any], ...], list[dict[str, t.Any]]] = {}
 
     def get_context_state(self, context: types.Context | None) -> dict[str, t.Any]:
         """Return the writable state of ``context``'s partition (the stream's without one).
@@ -71,8 +73,9 @@ class IndexedStateManager(StreamStateManager):
         Returns:
             The partition's state dict, created if missing.
 
-        Raises:
-            ValueError: If the state holds two partitions with this context (as the SDK does).
+        Two partitions with this context are refused by :meth:`find_context_state`, which the
+        stream asks first (the account fails); here the first of them is returned, so that the
+        SDK's own lookups of a failed account do not end the run.
         """
         partition = self.get_state_partition_context(context)
         if not partition:
@@ -83,7 +86,7 @@ class IndexedStateManager(StreamStateManager):
         partitions: list[dict[str, t.Any]] = self.stream_state.setdefault("partitions", [])
         if partitions is not self._indexed or len(partitions) != self._indexed_length:
             self._reindex(partitions)
-        found = self._index.get(key)
+        found = self._index.get(key)  # the first of duplicates: refused at find_context_state
         if found is None:
             found = {"context": dict(partition)}
             partitions.append(found)
@@ -92,34 +95,55 @@ class IndexedStateManager(StreamStateManager):
         return found
 
     def find_context_state(self, context: types.Context) -> dict[str, t.Any] | None:
-        """Return ``context``'s partition state if the state has one, creating nothing."""
+        """Return ``context``'s partition state if the state has one, creating nothing.
+
+        Raises:
+            ValueError: If the state holds two partitions with this context (as the SDK does).
+        """
         stream_state = self.tap_state.get("bookmarks", {}).get(self.stream_name)
         partitions = stream_state.get("partitions") if isinstance(stream_state, dict) else None
         if not isinstance(partitions, list):
             return None
-        key = _key(self.get_state_partition_context(context))
+        partition = self.get_state_partition_context(context)
+        key = _key(partition)
         if key is None:
             return None
         if partitions is not self._indexed or len(partitions) != self._indexed_length:
             self._reindex(partitions)
-        return self._index.get(key)
+        return self._lookup(key, partition)
 
     def _reindex(self, partitions: list[dict[str, t.Any]]) -> None:
+        """Index the partitions by context; items that are not objects are left alone.
+
+        Duplicates are refused when their context is looked up (as the SDK does), not here:
+        those of an account this run does not read are kept as they are (see
+        :meth:`find_context_state`).
+        """
         index: dict[tuple[tuple[str, t.Any], ...], dict[str, t.Any]] = {}
+        duplicates: dict[tuple[tuple[str, t.Any], ...], list[dict[str, t.Any]]] = {}
         for state in partitions:
-            key = _key(state.get("context"))
+            key = _key(state.get("context")) if isinstance(state, dict) else None
             if key is None:
                 continue
             if key in index:
-                msg = (
-                    "State file contains duplicate entries for partition: "
-                    f"{state['context']}.\nMatching state values were: {[index[key], state]!s}"
-                )
-                raise ValueError(msg)
-            index[key] = state
+                duplicates.setdefault(key, [index[key]]).append(state)
+            else:
+                index[key] = state
         self._index = index
+        self._duplicates = duplicates
         self._indexed = partitions
         self._indexed_length = len(partitions)
+
+    def _lookup(
+        self, key: tuple[tuple[str, t.Any], ...], context: types.Context | None
+    ) -> dict[str, t.Any] | None:
+        if (found := self._duplicates.get(key)) is not None:
+            msg = (
+                "State file contains duplicate entries for partition: "
+                f"{context}.\nMatching state values were: {found!s}"
+            )
+            raise ValueError(msg)
+        return self._index.get(key)
 
 
 def _key(context: object) -> tuple[tuple[str, t.Any], ...] | None:
@@ -199,6 +223,17 @@ def take_in_old_shapes(  # noqa: C901
         )
         stream_state.pop("partitions")
         partitions = None
+    if odd := [p for p in partitions or [] if not isinstance(p, dict)]:
+        # The SDK reads every item of the list as an object: such an item would end the run.
+        stream_state["partitions"] = [p for p in partitions or [] if isinstance(p, dict)]
+        logger.warning(
+            "%s: the state's partitions hold %d item(s) that are not objects (%s); they are no "
+            "bookmark of any account and are left out of the state",
+            stream,
+            len(odd),
+            ", ".join(json.dumps(p, default=str) for p in odd[:_EXAMPLES])
+            + (", ..." if len(odd) > _EXAMPLES else ""),
+        )
     partitions = [p for p in partitions or [] if isinstance(p, dict)]
     own = {p["context"]["app_id"]: p for p in partitions if _is_own(p.get("context"))}
 

@@ -302,11 +302,19 @@ class DatacubeStream(Stream):
         """The account's bookmark in this stream (None: none, or the stream is read FULL_TABLE).
 
         Raises:
-            StateError: If the bookmark is unusable (see state.py).
+            StateError: If the bookmark is unusable (see state.py), or the account has two
+                partitions in the state.
         """
         if self.replication_method == REPLICATION_FULL_TABLE:
             return None
-        state = self.state_manager.find_context_state({"app_id": app_id})
+        try:
+            state = self.state_manager.find_context_state({"app_id": app_id})
+        except ValueError:  # the SDK's refusal of two partitions for one account
+            msg = (
+                f"the state holds more than one partition for {self.name} {app_id}; keep one "
+                "(meltano state edit), then run again"
+            )
+            raise StateError(msg) from None
         return None if state is None else read_bookmark(state, self.name, app_id, self.run.latest)
 
     def fail_unusable_bookmarks(self) -> None:

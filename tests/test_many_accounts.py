@@ -316,17 +316,18 @@ def test_a_new_list_of_partitions_of_the_same_length_is_looked_up_anew() -> None
     }
 
 
-def test_duplicate_partitions_are_refused_like_the_sdk_does() -> None:
+def test_duplicate_partitions_are_refused_like_the_sdk_does_when_a_bookmark_is_read() -> None:
     state = {"bookmarks": {"s": {"partitions": [{"context": {"app_id": "a"}}] * 2}}}
+    ours = IndexedStateManager(stream_name="s", tap_state=copy.deepcopy(state))
+    sdk = StreamStateManager(stream_name="s", tap_state=t.cast("TapState", copy.deepcopy(state)))
     refusals = []
-    for manager in (
-        IndexedStateManager(stream_name="s", tap_state=copy.deepcopy(state)),
-        StreamStateManager(stream_name="s", tap_state=t.cast("TapState", copy.deepcopy(state))),
-    ):
+    for lookup in (ours.find_context_state, sdk.get_context_state):
         with pytest.raises(ValueError, match="duplicate entries for partition") as raised:
-            manager.get_context_state({"app_id": "a"})
+            lookup({"app_id": "a"})
         refusals.append((type(raised.value), str(raised.value)))
     assert refusals[0] == refusals[1]
+    # Those of other accounts are no obstacle (the SDK scans only for the one looked up).
+    assert ours.find_context_state({"app_id": "b"}) is None
 
 
 def paced(config: dict[str, t.Any], state: dict[str, t.Any] | None = None) -> list[str]:

@@ -360,6 +360,64 @@ def test_a_bookmark_after_the_latest_published_day_stops_its_account(
     assert not [r for r in out.records() if r["app_id"] == APP_ID]
 
 
+def test_items_of_partitions_that_are_not_objects_are_left_out_with_a_warning(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    state = partitioned("2026-11-04")
+    state["bookmarks"]["share_hour"]["partitions"] += ["not a partition", 7, None, ["wx"]]
+    out = run_tap(two_accounts(emulator), tmp_path, state)
+    assert out.exit_code == 0
+    assert "Traceback" not in out.stderr
+    assert (
+        "share_hour: the state's partitions hold 4 item(s) that are not objects (\"not a "
+        'partition", 7, null, ...); they are no bookmark of any account and are left out of the '
+        "state"
+    ) in out.stderr
+    assert first_hourly_day(emulator) == "2026-11-01"  # APP_ID_2, from start_date
+    assert min(c.begin_date or "" for c in emulator.calls_to(HOURLY) if c.app_id == APP_ID) == (
+        "2026-11-02"  # the bookmark, less the default lookback of 3 days
+    )
+    partitions = out.final_state["bookmarks"]["share_hour"]["partitions"]
+    assert all(isinstance(p, dict) for p in partitions)
+    assert bookmark(out.final_state, "share_hour", APP_ID) == "2026-11-06"
+
+
+def test_duplicate_partitions_of_an_account_not_read_are_kept_and_the_run_goes_on(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    removed = {"context": {"app_id": "wx9999999999999999"}, "replication_key_value": "2026-10-01"}
+    state = partitioned("2026-11-04")
+    state["bookmarks"]["share_hour"]["partitions"] += [removed, copy.deepcopy(removed)]
+    out = run_tap(two_accounts(emulator), tmp_path, state)
+    assert out.exit_code == 0
+    assert "Traceback" not in out.stderr
+    for app_id in (APP_ID, APP_ID_2):
+        assert bookmark(out.final_state, "share_hour", app_id) == "2026-11-06"
+    partitions = out.final_state["bookmarks"]["share_hour"]["partitions"]
+    kept = [p for p in partitions if p["context"] == removed["context"]]
+    assert [p["replication_key_value"] for p in kept] == ["2026-10-01", "2026-10-01"]
+
+
+def test_duplicate_partitions_of_an_account_read_stop_that_account_in_one_line(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    state = partitioned("2026-11-04")
+    state["bookmarks"]["share_hour"]["partitions"] *= 2
+    out = run_tap(two_accounts(emulator), tmp_path, state)
+    assert out.exit_code == 1
+    assert "Traceback" not in out.stderr
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"the state holds more than one partition for share_hour {APP_ID}; keep one (meltano "
+            "state edit), then run again"
+        )
+    )
+    assert not [r for r in out.records() if r["app_id"] == APP_ID]
+    assert bookmark(out.final_state, "share_hour", APP_ID_2) == "2026-11-06"
+
+
 # Settings ---------------------------------------------------------------------------------------
 
 

@@ -137,10 +137,18 @@ def own(app_id: str, **extra: t.Any) -> dict[str, t.Any]:
                 "partitions": [
                     own("wx1", replication_key_value=DAY),
                     {"context": {"app_id": "wx2"}},
-                    "not a partition",
                 ]
             },
-            [],
+            [
+                (
+                    logging.WARNING,
+                    (
+                        "share_hour: the state's partitions hold 1 item(s) that are not objects "
+                        '("not a partition"); they are no bookmark of any account and are left '
+                        "out of the state"
+                    ),
+                )
+            ],
             id="other-replication-key",
         ),
         pytest.param(
