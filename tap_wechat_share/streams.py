@@ -69,14 +69,24 @@ class RowError(FatalError):
 _DIGITS = re.compile(r"-?[0-9]+")
 
 
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+"""What a target's BIGINT column holds: an integer beyond it stops the account here."""
+
+
 def _as_int(value: object, field: str) -> int:
-    if type(value) is int:  # the usual case, first: one check instead of two
+    if type(value) is int and BIGINT_MIN <= value <= BIGINT_MAX:  # the usual case, first
         return value
+    number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        number = value
     # ASCII digits only: str.isdigit() also accepts "²" and int() then raises.
-    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
-        return int(value)
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        number = int(value)
+    if number is not None:
+        if BIGINT_MIN <= number <= BIGINT_MAX:
+            return number
+        msg = f"a row has {field}={value!r}, beyond what a BIGINT holds (2**63 - 1)"
+        raise RowError(msg)
     if value is None:
         msg = f"a row has no {field}"
     else:
@@ -119,7 +129,8 @@ class DatacubeStream(Stream):
     - a ``share_scene`` other than 1, 2 and 255 is loaded, with a warning (WeChat may add scenes);
     - a key field the schema types as a string is taken as WeChat gives it (a non-empty string);
       every other key field and count is an integer, and integers given as strings of digits
-      (``"12"``) are read as integers; any other type stops;
+      (``"12"``) are read as integers; any other type stops, and so does an integer beyond
+      what a BIGINT column holds (-2**63 to 2**63 - 1): the target would refuse it;
     - a field WeChat gives inside an object of the row (``detail.share_user``) is read from there
       (see ``held_in``).
 

@@ -56,6 +56,51 @@ def test_an_odd_value_stops_only_its_account_with_one_line(
     assert "not an integer" in last
 
 
+@pytest.mark.parametrize("value", [99999999999999999999, "99999999999999999999", 2**63])
+def test_a_count_beyond_a_bigint_stops_its_account_in_one_line(
+    emulator: WeChatEmulator, tmp_path: Path, value: object
+) -> None:
+    emulator.add_fault(
+        Fault("odd_value", path=HOURLY, app_id=APP_ID, day="2026-11-03", value=value)
+    )
+    out = run_tap(two_accounts(emulator), tmp_path)
+    assert out.exit_code == 1
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert (
+        f"  {APP_ID} share_hour 2026-11-03: a row has share_count={value!r}, beyond what a "
+        "BIGINT holds (2**63 - 1)"
+    ) in last
+    assert bookmark(out.final_state, "share_hour", APP_ID) == "2026-11-02"
+    got = [r for r in out.records("share_hour") if r["app_id"] == APP_ID_2]
+    assert got == hourly_rows(emulator, "2026-11-01", "2026-11-06", APP_ID_2)
+
+
+def test_the_largest_bigint_is_loaded(emulator: WeChatEmulator, config: dict[str, t.Any]) -> None:
+    emulator.add_fault(Fault("odd_value", path=HOURLY, day="2026-11-03", value=2**63 - 1))
+    out = sync(config)
+    assert out.exit_code == 0
+    assert [r["share_count"] for r in out.records("share_hour") if r["share_count"] > 10**9] == [
+        2**63 - 1
+    ]
+
+
+def test_an_answer_that_is_not_utf_8_stops_its_account_naming_account_stream_and_day(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    article = "/datacube/getarticleshare"
+    emulator.add_fault(Fault("gbk", path=article, app_id=APP_ID, day="2026-11-03"))
+    out = run_tap(two_accounts(emulator), tmp_path)
+    assert out.exit_code == 1
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert f"  {APP_ID} article_share 2026-11-03: WeChat's answer is not UTF-8 (" in last
+    assert "nothing of it is loaded, and it is not asked again in this run" in last
+    assert not [r for r in out.records() if "\ufffd" in json.dumps(r, ensure_ascii=False)]
+    assert bookmark(out.final_state, "article_share", APP_ID) == "2026-11-02"
+    assert len([c for c in emulator.calls_to(article) if c.begin_date == "2026-11-03"]) == 2
+
+
 def test_digit_strings_are_read_as_integers(
     emulator: WeChatEmulator, config: dict[str, t.Any]
 ) -> None:
