@@ -148,6 +148,8 @@ def test_accounts_file_json_and_csv_with_one_token_command_for_all(
         ("a.json", '{"app_id": "wx1"}', "accounts_file a.json: must hold a JSON list"),
         ("a.json", '[{"app_id": "wx1", "secret": "s"}]', "item 0: unknown key(s) secret"),
         ("a.txt", "wx1", "accounts_file: a.txt is neither .json nor .csv"),
+        ("a.csv", "app_id\n", "accounts_file a.csv: holds no account (a truncated export?)"),
+        ("a.json", "[]", "accounts_file a.json: holds no account (a truncated export?)"),
     ],
 )
 def test_a_bad_accounts_file_gives_one_line_naming_where_before_any_call(
@@ -159,6 +161,24 @@ def test_a_bad_accounts_file_gives_one_line_naming_where_before_any_call(
     assert out.exit_code == 1
     assert error in out.stderr
     assert "Traceback" not in out.stderr
+    assert emu.calls == []
+
+
+def test_accounts_in_the_environment_that_differ_only_in_case_are_refused_before_any_call(
+    emu: WeChatEmulator, tmp_path: Path
+) -> None:
+    first, second = list(APPS)[:2]
+    accounts = [
+        {"app_id": first, "app_secret": APPS[first]},
+        {"app_id": second, "app_secret": APPS[second]},
+        {"app_id": first.upper(), "app_secret": APPS[first]},
+    ]
+    env = {"TAP_WECHAT_SHARE_ACCOUNTS": json.dumps(accounts)}
+    out = run_tap(base(emu), tmp_path, extra_args=("--config", "ENV"), env=env)
+    assert out.exit_code == 1
+    assert (
+        f"accounts[2]: app_id {first.upper()} and accounts[0]: app_id {first} differ only in case"
+    ) in out.stderr.strip().splitlines()[-1]
     assert emu.calls == []
 
 
