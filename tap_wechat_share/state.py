@@ -33,7 +33,7 @@ from singer_sdk.streams._state import StreamStateManager
 
 if t.TYPE_CHECKING:
     import logging
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
     from singer_sdk.helpers import types
 
@@ -223,17 +223,7 @@ def take_in_old_shapes(  # noqa: C901
         )
         stream_state.pop("partitions")
         partitions = None
-    if odd := [p for p in partitions or [] if not isinstance(p, dict)]:
-        # The SDK reads every item of the list as an object: such an item would end the run.
-        stream_state["partitions"] = [p for p in partitions or [] if isinstance(p, dict)]
-        logger.warning(
-            "%s: the state's partitions hold %d item(s) that are not objects (%s); they are no "
-            "bookmark of any account and are left out of the state",
-            stream,
-            len(odd),
-            ", ".join(json.dumps(p, default=str) for p in odd[:_EXAMPLES])
-            + (", ..." if len(odd) > _EXAMPLES else ""),
-        )
+    _leave_out_non_objects(stream_state, stream, logger)
     partitions = [p for p in partitions or [] if isinstance(p, dict)]
     own = {p["context"]["app_id"]: p for p in partitions if _is_own(p.get("context"))}
 
@@ -321,6 +311,41 @@ def take_in_old_shapes(  # noqa: C901
             len(strangers),
             ", ".join(json.dumps(c) for c in strangers[:_EXAMPLES])
             + (", ..." if len(strangers) > _EXAMPLES else ""),
+        )
+
+
+def leave_out_non_objects(state: Mapping[str, t.Any], logger: logging.Logger) -> None:
+    """Take out of every stream's partitions (in place) the items that are not objects.
+
+    The SDK reads every item of the lists as an object, in every stream of the state, selected
+    or not: such an item would end the run with a traceback. Each stream's are named in a
+    warning.
+
+    Args:
+        state: The tap's state.
+        logger: Where warnings go.
+    """
+    bookmarks = state.get("bookmarks")
+    for stream, stream_state in (bookmarks if isinstance(bookmarks, dict) else {}).items():
+        if isinstance(stream_state, dict):
+            _leave_out_non_objects(stream_state, stream, logger)
+
+
+def _leave_out_non_objects(
+    stream_state: dict[str, t.Any], stream: str, logger: logging.Logger
+) -> None:
+    partitions = stream_state.get("partitions")
+    if not isinstance(partitions, list):
+        return
+    if odd := [p for p in partitions if not isinstance(p, dict)]:
+        stream_state["partitions"] = [p for p in partitions if isinstance(p, dict)]
+        logger.warning(
+            "%s: the state's partitions hold %d item(s) that are not objects (%s); they are no "
+            "bookmark of any account and are left out of the state",
+            stream,
+            len(odd),
+            ", ".join(json.dumps(p, default=str) for p in odd[:_EXAMPLES])
+            + (", ..." if len(odd) > _EXAMPLES else ""),
         )
 
 

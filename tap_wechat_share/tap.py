@@ -28,7 +28,7 @@ from tap_wechat_share.settings import (
     DEFAULT_STATE_MESSAGE_INTERVAL,
     settings_errors,
 )
-from tap_wechat_share.state import take_in_old_shapes
+from tap_wechat_share.state import leave_out_non_objects, take_in_old_shapes
 from tap_wechat_share.streams import (
     ArticleShareStream,
     DatacubeStream,
@@ -258,6 +258,7 @@ class TapWeChatShare(Tap):
         into a non-zero exit and a summary at the very end.
         """
         run = self.run
+        leave_out_non_objects(self.state, self.logger)
         for stream in self._selected_streams():
             if isinstance(stream_state := self.state.get("bookmarks", {}).get(stream.name), dict):
                 take_in_old_shapes(

@@ -410,6 +410,7 @@ def test_items_of_partitions_that_are_not_objects_are_left_out_with_a_warning(
 ) -> None:
     state = partitioned("2026-11-04")
     state["bookmarks"]["share_hour"]["partitions"] += ["not a partition", 7, None, ["wx"]]
+    state["bookmarks"]["share_week"] = {"partitions": [1]}  # no stream of this tap: still read
     out = run_tap(two_accounts(emulator), tmp_path, state)
     assert out.exit_code == 0
     assert "Traceback" not in out.stderr
@@ -418,6 +419,9 @@ def test_items_of_partitions_that_are_not_objects_are_left_out_with_a_warning(
         'partition", 7, null, ...); they are no bookmark of any account and are left out of the '
         "state"
     ) in out.stderr
+    assert "share_week: the state's partitions hold 1 item(s) that are not objects (1)" in (
+        out.stderr
+    )
     assert first_hourly_day(emulator) == "2026-11-01"  # APP_ID_2, from start_date
     assert min(c.begin_date or "" for c in emulator.calls_to(HOURLY) if c.app_id == APP_ID) == (
         "2026-11-02"  # the bookmark, less the default lookback of 3 days
