@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import logging
 import socket
 import threading
@@ -615,7 +616,18 @@ class WeChatClient:
             msg = f"unexpected answer ({_describe_http_fault(response)}); check api_url"
             raise FatalError(msg)
         try:
-            body = response.json()
+            # Strictly UTF-8, as WeChat sends JSON: requests would guess another encoding, and
+            # a msgid would load with U+FFFD in it (a wrong key).
+            text = response.content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            msg = (
+                f"{what}: WeChat's answer is not UTF-8 ({exc.reason} at byte {exc.start} of "
+                f"{len(exc.object)}); nothing of it is loaded, and it is not asked again in "
+                "this run (the same request gets the same bytes)"
+            )
+            raise FatalError(msg) from None
+        try:
+            body = json.loads(text)
         except ValueError:
             msg = f"answer is not JSON ({_describe_http_fault(response)})"
             raise RetriableError(msg) from None

@@ -69,14 +69,24 @@ class RowError(FatalError):
 _DIGITS = re.compile(r"-?[0-9]+")
 
 
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+"""What a target's BIGINT column holds: an integer beyond it stops the account here."""
+
+
 def _as_int(value: object, field: str) -> int:
-    if type(value) is int:  # the usual case, first: one check instead of two
+    if type(value) is int and BIGINT_MIN <= value <= BIGINT_MAX:  # the usual case, first
         return value
+    number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        number = value
     # ASCII digits only: str.isdigit() also accepts "²" and int() then raises.
-    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
-        return int(value)
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        number = int(value)
+    if number is not None:
+        if BIGINT_MIN <= number <= BIGINT_MAX:
+            return number
+        msg = f"a row has {field}={value!r}, beyond what a BIGINT holds (2**63 - 1)"
+        raise RowError(msg)
     if value is None:
         msg = f"a row has no {field}"
     else:
@@ -119,7 +129,8 @@ class DatacubeStream(Stream):
     - a ``share_scene`` other than 1, 2 and 255 is loaded, with a warning (WeChat may add scenes);
     - a key field the schema types as a string is taken as WeChat gives it (a non-empty string);
       every other key field and count is an integer, and integers given as strings of digits
-      (``"12"``) are read as integers; any other type stops;
+      (``"12"``) are read as integers; any other type stops, and so does an integer beyond
+      what a BIGINT column holds (-2**63 to 2**63 - 1): the target would refuse it;
     - a field WeChat gives inside an object of the row (``detail.share_user``) is read from there
       (see ``held_in``).
 
@@ -302,11 +313,19 @@ class DatacubeStream(Stream):
         """The account's bookmark in this stream (None: none, or the stream is read FULL_TABLE).
 
         Raises:
-            StateError: If the bookmark is unusable (see state.py).
+            StateError: If the bookmark is unusable (see state.py), or the account has two
+                partitions in the state.
         """
         if self.replication_method == REPLICATION_FULL_TABLE:
             return None
-        state = self.state_manager.find_context_state({"app_id": app_id})
+        try:
+            state = self.state_manager.find_context_state({"app_id": app_id})
+        except ValueError:  # the SDK's refusal of two partitions for one account
+            msg = (
+                f"the state holds more than one partition for {self.name} {app_id}; keep one "
+                "(meltano state edit), then run again"
+            )
+            raise StateError(msg) from None
         return None if state is None else read_bookmark(state, self.name, app_id, self.run.latest)
 
     def fail_unusable_bookmarks(self) -> None:
@@ -459,6 +478,8 @@ class DatacubeStream(Stream):
             self.name,
         )
         run.retired[self.name] = self.retirement_line(error)
+        if run.lookahead:  # its tasks fetched ahead will never be taken: make room for others
+            run.lookahead.drop_where(lambda task: task.stream == self.name)
 
     def retirement_line(self, error: EndpointRetiredError) -> str:
         """The end-of-run line for this stream's retired endpoint: what happened, what to do."""

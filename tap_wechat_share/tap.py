@@ -21,14 +21,14 @@ from tap_wechat_share.dates import FIRST_DATA_DAY, latest_published_day
 from tap_wechat_share.lookahead import LookAhead, Stopping
 from tap_wechat_share.output import OutputClosedError, RecordWriter
 from tap_wechat_share.redact import install_log_redaction, register_secret
-from tap_wechat_share.run import Run, Task, WindowResult
+from tap_wechat_share.run import Output, Run, Task, WindowResult
 from tap_wechat_share.settings import (
     CONFIG_SCHEMA,
     DEFAULT_CONCURRENT_REQUESTS,
     DEFAULT_STATE_MESSAGE_INTERVAL,
     settings_errors,
 )
-from tap_wechat_share.state import take_in_old_shapes
+from tap_wechat_share.state import leave_out_non_objects, take_in_old_shapes
 from tap_wechat_share.streams import (
     ArticleShareStream,
     BizShareStream,
@@ -167,7 +167,7 @@ class TapWeChatShare(Tap):
             state_interval=float(
                 self.config.get("state_message_interval", DEFAULT_STATE_MESSAGE_INTERVAL)
             ),
-            state_sizes=self._state_sizes,
+            output=self._output,
             all_app_ids=frozenset(entry.app_id for entry in self._entries),
         )
         run.lookahead = LookAhead(
@@ -180,11 +180,11 @@ class TapWeChatShare(Tap):
         )
         return run
 
-    def _state_sizes(self) -> tuple[int, int]:
+    def _output(self) -> Output:
         writer = self.message_writer
         if isinstance(writer, RecordWriter):
-            return writer.state_bytes, writer.last_state_bytes
-        return 0, 0  # pragma: no cover - the tap's writer is a RecordWriter
+            return Output(writer.state_bytes, writer.last_state_bytes, writer.bytes_written)
+        return Output(0, 0, 0)  # pragma: no cover - the tap's writer is a RecordWriter
 
     def _run_range(self) -> tuple[dt.date, dt.date, dt.date]:
         """The first and last day of this run, clamped to what WeChat has, and the latest day."""
@@ -233,6 +233,8 @@ class TapWeChatShare(Tap):
                 except Exception:  # noqa: BLE001 - the stream reports it when it gets there
                     windows = []
                 for window in windows:
+                    if stream.name in run.retired:  # its held tasks were dropped: no more
+                        break
                     yield Task(stream.name, app_id, window)
 
     def _fetch(self, task: Task) -> WindowResult:
@@ -262,6 +264,7 @@ class TapWeChatShare(Tap):
         into a non-zero exit and a summary at the very end.
         """
         run = self.run
+        leave_out_non_objects(self.state, self.logger)
         for stream in self._selected_streams():
             if isinstance(stream_state := self.state.get("bookmarks", {}).get(stream.name), dict):
                 take_in_old_shapes(
