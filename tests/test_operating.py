@@ -265,11 +265,18 @@ def test_no_worker_thread_logs_after_the_summary(
 ) -> None:
     # The first account stops on its first day, while its next days are being retried
     # (HTTP 502, with backoff) on worker threads; the second account is read meanwhile.
-    emulator.add_fault(Fault("errcode", app_id=APP_ID, day="2026-11-01", errcode=48001))
-    emulator.add_fault(Fault("http", app_id=APP_ID, status=502, times=-1))
+    emulator.add_fault(
+        Fault("errcode", path=HOURLY, app_id=APP_ID, day="2026-11-01", errcode=48001)
+    )
+    emulator.add_fault(Fault("http", path=HOURLY, app_id=APP_ID, status=502, times=-1))
     caplog.set_level(logging.INFO)
     out = sync(two_accounts(emulator, max_tries=5, max_concurrent_requests=8))
     assert out.exit_code == 1
+    # Whatever the workers would still log comes before they end.
+    deadline = time.monotonic() + 60
+    while any(t.name.startswith("wechat-request") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "a worker thread still runs"
+        time.sleep(0.05)
     messages = [r.getMessage() for r in caplog.records]
     at = messages.index("Summary of the run:")
     after = caplog.records[at:]
