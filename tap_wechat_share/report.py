@@ -48,9 +48,15 @@ def duration(seconds: float) -> str:
 
 
 def estimate(seconds: float) -> str:
-    """A rough time left: ``about 40 s``, ``about 48 min``, ``about 2 h 5 min``."""
+    """A rough time left, e.g. ``a few seconds``, ``about 40 s``, ``about 48 min``.
+
+    Args:
+        seconds: The time left, as estimated.
+    """
+    if seconds < 15:  # noqa: PLR2004 - too short to say more
+        return "a few seconds"
     if seconds < 60:  # noqa: PLR2004 - a minute
-        return f"about {max(round(seconds / 10) * 10, 10)} s"
+        return f"about {round(seconds / 10) * 10} s"
     if seconds < 3600:  # noqa: PLR2004 - an hour
         return f"about {round(seconds / 60)} min"
     return f"about {duration(seconds)}"

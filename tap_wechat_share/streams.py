@@ -516,10 +516,22 @@ class DatacubeStream(Stream):
         )
 
     def _fail(self, account: Account, error: BaseException) -> None:
-        if isinstance(error, UnreachedError):
-            self.run.unreached.add(account.app_id)
         reason = account.fail(error)
-        self.logger.error("%s failed in %s: %s", account.app_id, self.name, reason)
+        if isinstance(error, UnreachedError):
+            # WeChat's host gave no answer: not this account's trouble. Said once for all in
+            # the summary (named there, or counted if the run stops as WeChat cannot be
+            # reached); a line each at scale would be hundreds of lines of one fault.
+            self.run.unreached.add(account.app_id)
+            quiet = len(self.run.accounts) > QUIET_ABOVE_ACCOUNTS
+            self.logger.log(
+                logging.DEBUG if quiet else logging.ERROR,
+                "%s failed in %s: %s",
+                account.app_id,
+                self.name,
+                reason,
+            )
+        else:
+            self.logger.error("%s failed in %s: %s", account.app_id, self.name, reason)
         if self.run.lookahead:
             self.run.lookahead.drop(account.app_id)
 
