@@ -141,6 +141,8 @@ class Report:
                 f"{read:,} of {counts.accounts:,} accounts read",
                 f"{failed:,} failed",
             ]
+            if name in self._run.retired:
+                words = ["stopped for every account: WeChat retired its endpoint (see below)"]
             if not_reached:
                 words.append(f"{not_reached:,} not reached")
             line = (

@@ -123,6 +123,8 @@ class Run:
         """The stream was read to its end."""
         if (counts := self.counts.get(name)) is not None and counts.ended is None:
             counts.ended = self.clock()
+            # What was not made by now never will be (a retired endpoint, failed accounts).
+            counts.requests = counts.requests_done
         if self.reading == name:
             self.reading = None
 

@@ -435,6 +435,8 @@ class DatacubeStream(Stream):
             except StopRequestedError:
                 raise Stopping from None  # the run is stopping: not this account's failure
             except EndpointRetiredError as exc:
+                taken += 1
+                counts.requests_done += 1
                 self._retire(exc)
                 break
             except Exception as exc:  # noqa: BLE001 - whatever it is, it ends this account only

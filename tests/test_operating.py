@@ -246,6 +246,21 @@ def test_above_10_accounts_the_sdks_lines_per_account_are_debug_lines(
     assert {r.levelname for r in starting} == {"DEBUG"}
 
 
+def test_a_retired_endpoint_ends_its_stream_with_the_requests_it_made(
+    emulator: WeChatEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.retire(HOURLY)
+    caplog.set_level(logging.INFO)
+    out = sync(two_accounts(emulator))
+    assert out.exit_code == 1
+    done = [m for r in caplog.records if (m := r.getMessage()).endswith(", done")]
+    assert "share_hour: 2 of 2 accounts, 0 failed, 1 of 1 requests, 0 records, 0 s, done" in done
+    assert (
+        "  share_hour: stopped for every account: WeChat retired its endpoint (see below); "
+        "1 request (0 retries); 0 records; 0 s"
+    ) in caplog.text
+
+
 # The summary -----------------------------------------------------------------------------------
 
 
