@@ -13,6 +13,7 @@ import enum
 import errno
 import logging
 import os
+import re
 import socket
 import ssl
 import threading
@@ -364,6 +365,17 @@ def _root_causes(exc: BaseException) -> Iterator[BaseException]:
         nested = [a for a in current.args if isinstance(a, BaseException)]
         held = reason if isinstance(reason, BaseException) else None
         pending.extend([held, *nested, current.__cause__, current.__context__])
+
+
+_INTERNAL_NAMES = re.compile(r"(?:tap_wechat_share\.client\.)?_Watched(HTTPS?)(Connection|Pool)\b")
+
+
+def _public_names(text: str) -> str:
+    """``text`` free of tokens, with urllib3's class names instead of this module's own."""
+    return _INTERNAL_NAMES.sub(
+        lambda m: m.group(1) + ("Connection" if m.group(2) == "Connection" else "ConnectionPool"),
+        redact_text(text),
+    )
 
 
 def _host_port(url: str | None) -> str:
@@ -903,7 +915,7 @@ class WeChatClient:
                     raise self._stopped(what) from None
                 # urllib3's chain names its classes: for DEBUG only. requests' own text quotes
                 # the URL, and the token is in its query string.
-                logger.debug("%s: %s", what, redact_text(f"{type(exc).__name__}: {exc}"))
+                logger.debug("%s: %s", what, _public_names(f"{type(exc).__name__}: {exc}"))
                 if try_.reason == "deadline" or isinstance(exc, requests.exceptions.ReadTimeout):
                     msg = (
                         f"no complete answer from {_host_port(request.url)} within "

@@ -214,6 +214,20 @@ def test_300_accounts_progress_lines_a_quiet_log_and_the_summary_last(
     ]
 
 
+def test_the_urllib3_chain_is_a_debug_line_without_this_tap_s_class_names(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, "tap_wechat_share.client")
+    client = WeChatClient(f"http://127.0.0.1:{refused_port()}", max_tries=2, backoff_factor=0.0)
+    with pytest.raises(Exception, match=r"\(connection refused\)$"):
+        client.post(HOURLY, {}, what="share_hour x")
+    chain = [r for r in caplog.records if "Max retries exceeded" in r.getMessage()]
+    assert chain
+    assert {r.levelname for r in chain} == {"DEBUG"}
+    assert "HTTPConnectionPool(host='127.0.0.1'" in chain[0].getMessage()
+    assert "_Watched" not in caplog.text
+
+
 # A quiet log above 10 accounts, unchanged up to 10 --------------------------------------------
 
 
