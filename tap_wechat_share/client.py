@@ -386,9 +386,13 @@ def _host_port(url: str | None) -> str:
 
 def _os_reason(exc: BaseException) -> str | None:
     """The operating system's words for a socket error beneath ``exc``, e.g. connection refused."""
-    for cause in _root_causes(exc):
+    causes = list(_root_causes(exc))
+    for cause in causes:
         if isinstance(cause, socket.gaierror):
             return f"the name does not resolve: {cause.strerror or cause}"
+    if any(isinstance(cause, urllib3.exceptions.NameResolutionError) for cause in causes):
+        return "the name does not resolve"
+    for cause in causes:
         if (
             isinstance(cause, OSError)
             and cause.errno is not None

@@ -5,6 +5,7 @@ cannot be reached (issue 19); signals before the run begins and the last line of
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import http.server
 import itertools
 import json
@@ -20,6 +21,8 @@ import time
 import typing as t
 
 import pytest
+import requests
+import urllib3
 
 from tap_wechat_share import report
 from tap_wechat_share.client import (
@@ -28,6 +31,7 @@ from tap_wechat_share.client import (
     NetworkCircuit,
     UnreachableError,
     WeChatClient,
+    describe_network_fault,
 )
 from tap_wechat_share.report import Report, duration, estimate, progress_line
 from tap_wechat_share.run import Run
@@ -227,6 +231,41 @@ def test_the_urllib3_chain_is_a_debug_line_without_this_tap_s_class_names(
     assert {r.levelname for r in chain} == {"DEBUG"}
     assert "HTTPConnectionPool(host='127.0.0.1'" in chain[0].getMessage()
     assert "_Watched" not in caplog.text
+
+
+def _chain(outer: BaseException, *inner: BaseException) -> BaseException:
+    """``outer`` raised from ``inner[0]``, raised from ``inner[1]``..., as urllib3 chains them."""
+    for upper, lower in itertools.pairwise((outer, *inner)):
+        upper.__cause__ = lower
+    return outer
+
+
+def test_a_name_that_does_not_resolve_and_a_failing_proxy_in_words() -> None:
+    connection = urllib3.connection.HTTPSConnection("api.weixin.qq.com", 443)
+    gai = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    dns = requests.exceptions.ConnectionError(
+        _chain(
+            urllib3.exceptions.MaxRetryError(None, "/x"),  # type: ignore[arg-type]
+            urllib3.exceptions.NameResolutionError("api.weixin.qq.com", connection, gai),
+            gai,
+        )
+    )
+    url = "https://api.weixin.qq.com/datacube/getusersharehour?access_token=x"
+    assert str(describe_network_fault(dns, url, 30)) == (
+        "could not connect to api.weixin.qq.com:443 (the name does not resolve: Name or service "
+        "not known)"
+    )
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    proxy = requests.exceptions.ProxyError(
+        _chain(
+            urllib3.exceptions.MaxRetryError(None, "/x"),  # type: ignore[arg-type]
+            urllib3.exceptions.ProxyError("Unable to connect to proxy", refused),
+            refused,
+        )
+    )
+    assert str(describe_network_fault(proxy, url, 30)) == (
+        "could not connect to api.weixin.qq.com:443 through the proxy (connection refused)"
+    )
 
 
 # A quiet log above 10 accounts, unchanged up to 10 --------------------------------------------
