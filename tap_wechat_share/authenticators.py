@@ -185,6 +185,7 @@ class StableTokenAuthenticator(AccessTokenAuthenticator):
                 "force_refresh": False,
             },
             what=f"{self.app_id} stable_token",
+            account=self.app_id,
         )
         token = body.get("access_token")
         if not isinstance(token, str) or not token:

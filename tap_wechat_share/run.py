@@ -1,4 +1,4 @@
-"""One run of the tap: its accounts, its days, its look-ahead, and its STATE pacing.
+"""One run of the tap: its accounts, its days, its look-ahead, its STATE pacing, and its counts.
 
 The tap makes one :class:`Run` when it starts syncing; its streams read everything about the run
 from it (so that streams never import the tap).
@@ -59,6 +59,33 @@ class WindowResult(t.NamedTuple):
 
 
 @dataclass
+class StreamCounts:
+    """How far one stream of the run has got: what progress lines and the summary say.
+
+    Kept by the stream on the main thread (see ``DatacubeStream.get_records``).
+    """
+
+    path: str
+    """The endpoint's path (the client counts retries per path)."""
+    accounts: int
+    """The run's accounts."""
+    requests: int
+    """The requests the run makes in this stream (one per window); those an account that
+    fails no longer makes are taken off."""
+    started: float
+    """When the stream began to be read (the run's clock)."""
+    accounts_done: int = 0
+    accounts_failed: int = 0
+    """Accounts not read in this stream: failed here, or earlier in the run."""
+    accounts_unreached: int = 0
+    """Of ``accounts_failed``, those that failed only on network faults (see client.py)."""
+    requests_done: int = 0
+    records: int = 0
+    ended: float | None = None
+    """When the stream was read to its end (None while it is read, or if the run stopped)."""
+
+
+@dataclass
 class Run:
     """What one run of the tap knows, shared by its streams.
 
@@ -90,15 +117,41 @@ class Run:
     _last_state: float = field(init=False)
     _others_at_last: int = field(init=False, default=0)
     """Bytes of messages other than STATE written when the last paced STATE was due."""
+    counts: dict[str, StreamCounts] = field(default_factory=dict)
+    """The streams begun so far, in the order they were read."""
+    reading: str | None = None
+    """The stream being read."""
+    unreached: set[str] = field(default_factory=set)
+    """Accounts that failed only because WeChat's host gave no answer (see client.py)."""
+    on_progress: Callable[[], None] = lambda: None
+    """Called on the main thread after each window and while it waits (the progress lines)."""
+    on_stream_end: Callable[[str], None] = lambda _name: None
+    """Called when a stream has been read to its end (its last progress line)."""
 
     @staticmethod
     def clock() -> float:
-        """Seconds, for STATE pacing only (tests replace it with a clock of their own)."""
+        """Seconds: for STATE pacing and the counts (tests replace it with a clock of their own)."""
         return time.monotonic()
 
     def __post_init__(self) -> None:
         """The first interval starts when the run is made."""
         self._last_state = self.clock()
+
+    def begin_stream(self, name: str, path: str, requests: int) -> StreamCounts:
+        """Start counting a stream that makes ``requests`` requests; it is now the one read."""
+        counts = StreamCounts(path, len(self.accounts), requests, started=self.clock())
+        self.counts[name] = counts
+        self.reading = name
+        return counts
+
+    def end_stream(self, name: str) -> None:
+        """The stream was read to its end."""
+        if (counts := self.counts.get(name)) is not None and counts.ended is None:
+            counts.ended = self.clock()
+            # What was not made by now never will be (a retired endpoint, failed accounts).
+            counts.requests = counts.requests_done
+        if self.reading == name:
+            self.reading = None
 
     def state_due(self) -> bool:
         """Whether a paced STATE message is due; if so, a new interval starts.

@@ -28,11 +28,12 @@ from tap_wechat_share.client import (
     EndpointRetiredError,
     FatalError,
     StopRequestedError,
+    UnreachedError,
     WeChatError,
 )
 from tap_wechat_share.dates import FIRST_DATA_DAY, Window, first_day_to_read, windows
 from tap_wechat_share.lookahead import Stopping
-from tap_wechat_share.run import Run, Task, WindowResult
+from tap_wechat_share.run import Run, StreamCounts, Task, WindowResult
 from tap_wechat_share.state import (
     REPLICATION_KEY,
     IndexedStateManager,
@@ -60,6 +61,32 @@ ARTICLE_SHARE_FIRST_DAY = dt.date(2025, 11, 1)
 MELTANO_PLUGIN = "tap-wechat-share"
 # fromisoformat alone also reads ISO week dates ("2024-W18-3") from Python 3.11.
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+QUIET_ABOVE_ACCOUNTS = 10
+"""Above this many accounts, no line per account or partition at INFO (they go to DEBUG)."""
+SDK_PARTITION_LINES = ("Starting incremental sync of '",)
+"""How the SDK's lines at INFO that it writes once per partition (here: per account) begin.
+
+(Log records reach filters with their message already formatted: see redact.py.)"""
+
+
+class PartitionLines(logging.Filter):
+    """Moves the SDK's per-partition INFO lines of a stream's logger to DEBUG.
+
+    Installed on a stream's logger (see ``DatacubeStream.quiet_partitions``) when the run has
+    more than ``QUIET_ABOVE_ACCOUNTS`` accounts: with thousands of accounts they would be most
+    of the log. Shown as DEBUG lines when the logger is at DEBUG, dropped otherwise.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Let everything through but the SDK's per-partition lines, which become DEBUG."""
+        if record.levelno != logging.INFO or not str(record.msg).startswith(SDK_PARTITION_LINES):
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
 
 
 class RowError(FatalError):
@@ -294,6 +321,37 @@ class DatacubeStream(Stream):
         if self.child_streams:  # pragma: no cover - no child streams are declared
             yield from super().generate_child_contexts(record, context)
 
+    def quiet_partitions(self, *, quiet: bool) -> None:
+        """Move the SDK's per-partition INFO lines to DEBUG (``quiet``), or leave them at INFO."""
+        for old in [f for f in self.logger.filters if isinstance(f, PartitionLines)]:
+            self.logger.removeFilter(old)  # the logger outlives a tap made in the same process
+        if quiet:
+            self.logger.addFilter(PartitionLines())
+
+    def finalize_state_progress_markers(self, state: dict[str, t.Any] | None = None) -> None:
+        """Finalize as the SDK does; the stream has been read to its end (its last progress line).
+
+        The SDK calls it right after a stream's sync.
+        """
+        super().finalize_state_progress_markers(state)
+        if state is None:
+            self.run.on_stream_end(self.name)
+
+    def _counts(self) -> StreamCounts:
+        """This stream's counts; made when its first account is read."""
+        run = self.run
+        if (counts := run.counts.get(self.name)) is None:
+            requests = 0
+            for app_id, account in run.accounts.items():
+                if account.failure:
+                    continue
+                try:
+                    requests += len(self.read_plan(app_id))
+                except StateError:
+                    continue
+            counts = run.begin_stream(self.name, self.path, requests)
+        return counts
+
     def read_plan(self, app_id: str) -> list[Window]:
         """Return the windows this run asks for ``app_id``, from its bookmark and the settings.
 
@@ -378,14 +436,17 @@ class DatacubeStream(Stream):
         if context is None:  # pragma: no cover - the SDK always passes a partition
             return
         run = self.run
+        counts = self._counts()
         account = run.accounts[context["app_id"]]
         plan = self._account_plan(account)
         if plan is None:
+            self._count_account(counts, account)
             return
         state = self.get_context_state(context)
         lookahead = run.lookahead
         held = False  # a window was not read in full: the bookmark stays before it
         delayed: list[Window] = []
+        taken = 0
         for window in plan:
             task = Task(self.name, account.app_id, window)
             try:
@@ -393,11 +454,20 @@ class DatacubeStream(Stream):
             except StopRequestedError:
                 raise Stopping from None  # the run is stopping: not this account's failure
             except EndpointRetiredError as exc:
+                taken += 1
+                counts.requests_done += 1
                 self._retire(exc)
                 break
             except Exception as exc:  # noqa: BLE001 - whatever it is, it ends this account only
+                taken += 1
+                counts.requests_done += 1
                 self._fail(account, exc)
                 break
+            finally:
+                run.on_progress()
+            taken += 1
+            counts.requests_done += 1
+            counts.records += len(result.records)
             self._time_extracted = dt.datetime.now(dt.timezone.utc)
             yield from result.records
             if result.read_through is not None and not held:
@@ -406,7 +476,15 @@ class DatacubeStream(Stream):
             if result.delayed:
                 delayed.append(window)
         self._time_extracted = None
+        counts.requests -= len(plan) - taken  # not made: the account failed, or the stream ended
+        self._count_account(counts, account)
         self._warn_delayed(account.app_id, delayed)
+
+    def _count_account(self, counts: StreamCounts, account: Account) -> None:
+        counts.accounts_done += 1
+        if account.failure:
+            counts.accounts_failed += 1
+            counts.accounts_unreached += account.app_id in self.run.unreached
 
     def _account_plan(self, account: Account) -> list[Window] | None:
         """The account's windows in this stream; None if it has nothing to do here.
@@ -460,7 +538,21 @@ class DatacubeStream(Stream):
 
     def _fail(self, account: Account, error: BaseException) -> None:
         reason = account.fail(error)
-        self.logger.error("%s failed in %s: %s", account.app_id, self.name, reason)
+        if isinstance(error, UnreachedError):
+            # WeChat's host gave no answer: not this account's trouble. Said once for all in
+            # the summary (named there, or counted if the run stops as WeChat cannot be
+            # reached); a line each at scale would be hundreds of lines of one fault.
+            self.run.unreached.add(account.app_id)
+            quiet = len(self.run.accounts) > QUIET_ABOVE_ACCOUNTS
+            self.logger.log(
+                logging.DEBUG if quiet else logging.ERROR,
+                "%s failed in %s: %s",
+                account.app_id,
+                self.name,
+                reason,
+            )
+        else:
+            self.logger.error("%s failed in %s: %s", account.app_id, self.name, reason)
         if self.run.lookahead:
             self.run.lookahead.drop(account.app_id)
 
@@ -568,7 +660,12 @@ class DatacubeStream(Stream):
         """One request for ``window``, carrying the account's token (renewed once if refused)."""
         payload = {"begin_date": window.begin.isoformat(), "end_date": window.end.isoformat()}
         return self.run.client.post(
-            self.path, payload, authenticator=account.authenticator, what=what, required="list"
+            self.path,
+            payload,
+            authenticator=account.authenticator,
+            what=what,
+            required="list",
+            account=account.app_id,
         )
 
     def parse_rows(
