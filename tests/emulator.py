@@ -99,7 +99,16 @@ TOKEN_EXPIRES_IN = 7200
 _ANSWER_FAULTS = frozenset({"errcode", "http", "html", "reset", "rotate", "no_list"})
 # Faults that alter the rows of an otherwise successful datacube answer.
 _DATA_FAULTS = frozenset(
-    {"stray", "duplicate", "bad_hour", "negative", "missing_key", "odd_value", "digit_strings"}
+    {
+        "stray",
+        "duplicate",
+        "bad_hour",
+        "negative",
+        "missing_key",
+        "odd_value",
+        "digit_strings",
+        "gbk",
+    }
 )
 # Faults that change how the answer's bytes are sent: one byte every ``delay`` seconds, the whole
 # answer (``trickle``) or only its body after whole headers (``trickle_body``).
@@ -163,7 +172,8 @@ class Fault:
     then it is used up. A call can be affected by at most one ``delay`` fault, one answering
     fault (``errcode``, ``http``, ``html``, ``reset``, ``rotate``, ``no_list``), one data
     fault (``stray``, ``duplicate``, ``bad_hour``, ``negative``, ``missing_key``, ``odd_value``,
-    ``digit_strings``) and one sending
+    ``digit_strings``, ``gbk``: the answer encoded in GBK, not UTF-8, with a getarticleshare row
+    whose msgid is ``文章_1``) and one sending
     fault (``trickle``: the whole answer, status line and headers included, is sent one byte
     every ``delay`` seconds; ``trickle_body``: the headers at once, then the body one byte every
     ``delay`` seconds); among faults of the same group the one added first wins. Data faults only
@@ -866,7 +876,7 @@ class WeChatEmulator:
         if fault is not None:
             _spoil(fault.kind, rows, begin, hourly=hourly, value=fault.value)
             outcome = f"ok {fault.kind}"
-        return _json_answer({"list": rows}, outcome)
+        return _encoded(_json_answer({"list": rows}, outcome), fault)
 
     def _articles(self, call: Call, app_id: str, day: dt.date, *, latest: bool) -> _Answer:
         """getarticleshare's or getbizsummary's answer for ``day`` (one day per request)."""
@@ -880,7 +890,14 @@ class WeChatEmulator:
             spoil = _spoil_biz if biz else _spoil_articles
             spoil(fault.kind, articles, day, fault.value)
             outcome = f"ok {fault.kind}"
-        return _json_answer({"list": articles, "is_delay": delayed}, outcome)
+        return _encoded(_json_answer({"list": articles, "is_delay": delayed}, outcome), fault)
+
+
+def _encoded(answer: _Answer, fault: Fault | None) -> _Answer:
+    """The answer in GBK for a ``gbk`` fault (its JSON text unchanged), else as it is."""
+    if fault is not None and fault.kind == "gbk":
+        answer.body = answer.body.decode().encode("gbk")
+    return answer
 
 
 def _stray_rows(begin: dt.date, *, hourly: bool) -> list[Row]:
@@ -950,6 +967,8 @@ def _spoil_articles(kind: str, rows: list[Row], begin: dt.date, _value: object =
         extra = {"ref_date": iso, "msgid": "2247000002_1", "detail": 12}
     elif kind == "negative":
         extra = {"ref_date": iso, "msgid": "2247000003_1", "detail": {"share_user": -3}}
+    elif kind == "gbk":
+        extra = {"ref_date": iso, "msgid": "文章_1", "detail": {"share_user": 5}}
     else:  # missing_key
         extra = {"ref_date": iso, "detail": {"share_user": 2}}
     rows.append(cast("Row", extra))
