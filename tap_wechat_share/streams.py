@@ -56,7 +56,7 @@ SHARE_SCENES = {1: "friends", 2: "Moments", 255: "other"}
 COUNT_FIELDS = ("share_count", "share_user")
 """The counts of ``share_hour`` and ``share_day`` rows."""
 ARTICLE_SHARE_FIRST_DAY = dt.date(2025, 11, 1)
-"""getarticleshare keeps its data from this day on; earlier dates are not valid."""
+"""getarticleshare and getbizsummary keep data from this day on; earlier dates are not valid."""
 MELTANO_PLUGIN = "tap-wechat-share"
 # fromisoformat alone also reads ISO week dates ("2024-W18-3") from Python 3.11.
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -463,6 +463,7 @@ class DatacubeStream(Stream):
     def retirement_line(self, error: EndpointRetiredError) -> str:
         """The end-of-run line for this stream's retired endpoint: what happened, what to do."""
         others = [name for name in self._tap.streams if name != self.name]
+        kept = " and ".join(filter(None, [", ".join(others[:-1]), others[-1]]))
         if self.successor:
             instead = f"{self.successor} is the stream that replaces it"
         else:
@@ -471,7 +472,7 @@ class DatacubeStream(Stream):
             f"{self.name}: WeChat has retired its endpoint {self.path} (errcode "
             f"{error.errcode}: {error.errmsg}); {self.name} was stopped for every account and "
             f"its bookmarks are kept, the other streams were read. Deselect it, keeping "
-            f"{' and '.join(others)} selected: `meltano select {MELTANO_PLUGIN} '*' '*'` then "
+            f"{kept} selected: `meltano select {MELTANO_PLUGIN} '*' '*'` then "
             f"`meltano select {MELTANO_PLUGIN} --exclude {self.name} '*'` (an exclusion alone "
             f"deselects every stream); {instead}"
         )
@@ -725,7 +726,7 @@ class ShareDayStream(DatacubeStream):
     path = "/datacube/getusershare"
     max_days = 7
     primary_keys = ("app_id", "ref_date", "share_scene")
-    successor = "article_share"
+    successor = "biz_share"
     schema = th.PropertiesList(_APP_ID, _REF_DATE, _SCENE, *_COUNTS).to_dict()
 
 
@@ -760,5 +761,36 @@ class ArticleShareStream(DatacubeStream):
             th.IntegerType,
             required=True,
             description="People who shared the article that day (WeChat's detail.share_user).",
+        ),
+    ).to_dict()
+
+
+class BizShareStream(DatacubeStream):
+    """People who shared the account's published content, per day (``getbizsummary``).
+
+    The account's daily overview (one row per day, one day a request, data from 2025-11-01 on,
+    ``is_delay`` as for ``article_share``). Only ``detail.share_user`` is loaded: the answer's
+    other figures (reads, likes, ...) are not share analytics and their meaning is not confirmed.
+    """
+
+    name = "biz_share"
+    path = "/datacube/getbizsummary"
+    max_days = 1
+    primary_keys = ("app_id", "ref_date")
+    count_fields = ("share_user",)
+    held_in: t.ClassVar[Mapping[str, str]] = {"share_user": "detail"}
+    first_data_day = ARTICLE_SHARE_FIRST_DAY
+    schema = th.PropertiesList(
+        _APP_ID,
+        _REF_DATE,
+        th.Property(
+            "share_user",
+            th.IntegerType,
+            required=True,
+            description=(
+                "People who shared the account's published content that day (WeChat's "
+                "detail.share_user); not the sum of article_share's figures, since one person "
+                "may share several articles."
+            ),
         ),
     ).to_dict()

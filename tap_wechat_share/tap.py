@@ -31,6 +31,7 @@ from tap_wechat_share.settings import (
 from tap_wechat_share.state import take_in_old_shapes
 from tap_wechat_share.streams import (
     ArticleShareStream,
+    BizShareStream,
     DatacubeStream,
     ShareDayStream,
     ShareHourStream,
@@ -104,8 +105,13 @@ class TapWeChatShare(Tap):
 
     @override
     def discover_streams(self) -> list[DatacubeStream]:
-        """Return the streams: ``share_hour``, ``share_day`` and ``article_share``."""
-        return [ShareHourStream(self), ShareDayStream(self), ArticleShareStream(self)]
+        """Return the streams: ``share_hour``, ``share_day``, ``article_share``, ``biz_share``."""
+        return [
+            ShareHourStream(self),
+            ShareDayStream(self),
+            ArticleShareStream(self),
+            BizShareStream(self),
+        ]
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:

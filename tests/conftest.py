@@ -363,6 +363,23 @@ def article_rows(
     return _expected(records, first, last, app_id)
 
 
+def biz_rows(
+    emu: WeChatEmulator, first: str, last: str, app_id: str = APP_ID
+) -> list[dict[str, t.Any]]:
+    """The emulator's getbizsummary rows for first..last (final figures), as the tap's records."""
+
+    def records(app: str, day: dt.date) -> list[dict[str, int | str]]:
+        return [
+            {
+                "ref_date": row["ref_date"],
+                "share_user": t.cast("dict[str, int]", row["detail"])["share_user"],
+            }
+            for row in emu.biz_rows(app, day)
+        ]
+
+    return _expected(records, first, last, app_id)
+
+
 def _expected(
     rows_of: t.Callable[[str, dt.date], list[dict[str, int | str]]],
     first: str,

@@ -12,6 +12,10 @@ Standard library only, real HTTP on 127.0.0.1. It serves:
   published on some days, shared over the following days), one day per request, data from
   2025-11-01 on, ``is_delay`` true for the latest day on demand (``delay_latest``) or for any
   day (``delayed_days``).
+* ``POST /datacube/getbizsummary``: the account's daily overview of published content, one row
+  per day (``detail.share_user``: at least the largest article's sharers that day, at most their
+  sum; and figures the tap does not load: ``read_user``, ``like_user``, ...), one day per
+  request, data from 2025-11-01 on, ``is_delay`` as getarticleshare's.
 
 Any datacube endpoint can be retired (:meth:`WeChatEmulator.retire`): it then answers errcode
 47009, as third-party code reports WeChat does for an endpoint taken offline.
@@ -58,6 +62,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ARTICLE_FIRST_DAY",
     "ARTICLE_PATH",
+    "BIZ_PATH",
     "DAILY_PATH",
     "FAULT_KINDS",
     "FIRST_DAY",
@@ -74,15 +79,16 @@ __all__ = [
 HOURLY_PATH = "/datacube/getusersharehour"
 DAILY_PATH = "/datacube/getusershare"
 ARTICLE_PATH = "/datacube/getarticleshare"
+BIZ_PATH = "/datacube/getbizsummary"
 _CGI_BIN = "/cgi-bin"
 STABLE_TOKEN_PATH = f"{_CGI_BIN}/stable_token"
 LEGACY_TOKEN_PATH = f"{_CGI_BIN}/token"
-DATACUBE_PATHS = frozenset({HOURLY_PATH, DAILY_PATH, ARTICLE_PATH})
+DATACUBE_PATHS = frozenset({HOURLY_PATH, DAILY_PATH, ARTICLE_PATH, BIZ_PATH})
 KNOWN_PATHS = DATACUBE_PATHS | {STABLE_TOKEN_PATH, LEGACY_TOKEN_PATH}
-MAX_SPAN_DAYS = {HOURLY_PATH: 1, DAILY_PATH: 7, ARTICLE_PATH: 1}
+MAX_SPAN_DAYS = {HOURLY_PATH: 1, DAILY_PATH: 7, ARTICLE_PATH: 1, BIZ_PATH: 1}
 FIRST_DAY = dt.date(2014, 12, 1)
 ARTICLE_FIRST_DAY = dt.date(2025, 11, 1)
-"""getarticleshare's data begins on this day; earlier dates are answered with errcode 61501."""
+"""getarticleshare's and getbizsummary's data begin on this day; earlier dates get errcode 61501."""
 RETIRED_ERRCODE = 47009
 TOKEN_EXPIRES_IN = 7200
 
@@ -326,9 +332,10 @@ class WeChatEmulator:
 
     Attributes:
         latency: Seconds added to every datacube answer (may be changed at any time).
-        delay_latest: Whether getarticleshare answers for yesterday say ``is_delay: true``, with
-            provisional figures (about 60 % of the final ones); False: final figures.
-        delayed_days: Other days getarticleshare answers that way.
+        delay_latest: Whether getarticleshare and getbizsummary answers for yesterday say
+            ``is_delay: true``, with provisional figures (about 60 % of the final ones); False:
+            final figures.
+        delayed_days: Other days they answer that way.
     """
 
     def __init__(
@@ -563,6 +570,35 @@ class WeChatEmulator:
                         }
                     )
         return cast("list[Row]", sorted(rows, key=lambda row: str(row["msgid"])))
+
+    def biz_rows(self, app_id: str, day: dt.date, *, delayed: bool = False) -> list[Row]:
+        """The exact rows ``getbizsummary`` serves for ``app_id`` and ``day`` (fresh copies).
+
+        One row a day. ``detail.share_user`` is consistent with :meth:`article_rows`: people who
+        shared several articles count once, so it lies between the largest article's sharers
+        and their sum (0 on a day without article shares). ``detail`` also holds figures the
+        tap does not load (``read_user``, ``like_user``, ``zaikan_user``, ``comment_count``,
+        ``send_page_count``). ``delayed``: the provisional figures (see :meth:`article_rows`).
+        """
+        sharers = [
+            int(cast("dict[str, int]", row["detail"])["share_user"])
+            for row in self.article_rows(app_id, day)
+        ]
+        noise = _digest(self._seed, app_id, "biz", day.isoformat())
+        peak = max(sharers, default=0)
+        users = peak + int((sum(sharers) - peak) * (0.3 + 0.6 * noise[0] / 255))
+        reads = int(self._scale(app_id) * (150 + noise[1] * 4)) + 12 * users
+        if delayed:
+            users, reads = int(users * _DELAYED_SHARE), int(reads * _DELAYED_SHARE)
+        detail = {
+            "read_user": reads,
+            "share_user": users,
+            "like_user": reads * (1 + noise[2] % 5) // 100,
+            "zaikan_user": reads * (noise[3] % 3) // 100,
+            "comment_count": noise[4] % 9,
+            "send_page_count": (noise[5] % 3) if sharers else 0,
+        }
+        return [cast("Row", {"ref_date": day.isoformat(), "detail": detail})]
 
     def _scale(self, app_id: str) -> float:
         scale = self._app_scale.get(app_id)
@@ -812,10 +848,10 @@ class WeChatEmulator:
             return _error(61500)
         yesterday = self.today - dt.timedelta(days=1)
         span = (end - begin).days + 1
-        first = ARTICLE_FIRST_DAY if call.path == ARTICLE_PATH else FIRST_DAY
+        first = ARTICLE_FIRST_DAY if call.path in {ARTICLE_PATH, BIZ_PATH} else FIRST_DAY
         if begin > end or end > yesterday or begin < first or span > MAX_SPAN_DAYS[call.path]:
             return _error(61501)
-        if call.path == ARTICLE_PATH:
+        if call.path in {ARTICLE_PATH, BIZ_PATH}:
             return self._articles(call, call.app_id, begin, latest=end == yesterday)
         hourly = call.path == HOURLY_PATH
         rows: list[Row] = []
@@ -830,12 +866,16 @@ class WeChatEmulator:
         return _json_answer({"list": rows}, outcome)
 
     def _articles(self, call: Call, app_id: str, day: dt.date, *, latest: bool) -> _Answer:
+        """getarticleshare's or getbizsummary's answer for ``day`` (one day per request)."""
         delayed = (self.delay_latest and latest) or day in self.delayed_days
-        articles = self.article_rows(app_id, day, delayed=delayed)
+        biz = call.path == BIZ_PATH
+        rows_of = self.biz_rows if biz else self.article_rows
+        articles = rows_of(app_id, day, delayed=delayed)
         outcome = "ok delayed" if delayed else "ok"
         fault = self._take_fault(_DATA_FAULTS, call)
         if fault is not None:
-            _spoil_articles(fault.kind, articles, day)
+            spoil = _spoil_biz if biz else _spoil_articles
+            spoil(fault.kind, articles, day, fault.value)
             outcome = f"ok {fault.kind}"
         return _json_answer({"list": articles, "is_delay": delayed}, outcome)
 
@@ -887,7 +927,7 @@ def _spoil(kind: str, rows: list[Row], begin: dt.date, *, hourly: bool, value: o
         rows.append(cast("Row", odd | {"share_count": value}))
 
 
-def _spoil_articles(kind: str, rows: list[Row], begin: dt.date) -> None:
+def _spoil_articles(kind: str, rows: list[Row], begin: dt.date, _value: object = None) -> None:
     """Alter getarticleshare ``rows`` in place as data fault ``kind`` says (as :func:`_spoil`).
 
     ``bad_hour`` (no hours here) appends a row whose ``detail`` is not an object; ``negative`` a
@@ -910,6 +950,33 @@ def _spoil_articles(kind: str, rows: list[Row], begin: dt.date) -> None:
     else:  # missing_key
         extra = {"ref_date": iso, "detail": {"share_user": 2}}
     rows.append(cast("Row", extra))
+
+
+def _spoil_biz(kind: str, rows: list[Row], begin: dt.date, value: object = None) -> None:
+    """Alter getbizsummary ``rows`` (one a day) in place as data fault ``kind`` says.
+
+    ``stray`` puts a row dated three years before first; ``duplicate`` appends a copy of the
+    row; ``bad_hour`` (no hours here) appends a row whose ``detail`` is not an object;
+    ``negative`` gives the row ``detail.share_user`` -3; ``missing_key`` takes
+    ``detail.share_user`` out of the row; ``odd_value`` makes it the fault's ``value``;
+    ``digit_strings`` makes it a string of digits.
+    """
+    detail = cast("dict[str, object]", rows[0]["detail"])
+    if kind == "stray":
+        stray = _years_before(begin, 3).isoformat()
+        rows.insert(0, cast("Row", {"ref_date": stray, "detail": {"share_user": 4}}))
+    elif kind == "duplicate":
+        rows.append(cast("Row", {"ref_date": rows[0]["ref_date"], "detail": dict(detail)}))
+    elif kind == "bad_hour":
+        rows.append(cast("Row", {"ref_date": begin.isoformat(), "detail": 12}))
+    elif kind == "negative":
+        detail["share_user"] = -3
+    elif kind == "missing_key":
+        del detail["share_user"]
+    elif kind == "odd_value":
+        detail["share_user"] = value
+    else:  # digit_strings
+        detail["share_user"] = str(detail["share_user"])
 
 
 class _Server(ThreadingHTTPServer):
@@ -1075,7 +1142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--delay-latest",
         action="store_true",
-        help="answer getarticleshare for yesterday with is_delay true and provisional figures",
+        help=(
+            "answer getarticleshare and getbizsummary for yesterday with is_delay true and "
+            "provisional figures"
+        ),
     )
     parser.add_argument(
         "--today",

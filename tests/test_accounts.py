@@ -180,8 +180,8 @@ def test_many_accounts_state_resumes_each_partition(emu4: WeChatEmulator) -> Non
     assert days[A] == {"2026-11-03", "2026-11-04", "2026-11-05"}
     assert days[B] == {"2026-11-05"}
     assert days[C] == days[D] == {f"2026-11-0{d}" for d in range(1, 6)}
-    # Every stream (3) of every account (4).
-    assert json.dumps(out.final_state).count('"replication_key_value": "2026-11-05"') == 12
+    # Every stream (4) of every account (4).
+    assert json.dumps(out.final_state).count('"replication_key_value": "2026-11-05"') == 16
 
 
 def test_top_level_credentials_with_accounts_are_refused(

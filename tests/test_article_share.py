@@ -21,6 +21,7 @@ from tests.conftest import (
     APP_SECRET,
     TODAY,
     article_rows,
+    biz_rows,
     bookmark,
     daily_rows,
     hourly_rows,
@@ -28,7 +29,7 @@ from tests.conftest import (
     sync,
     two_accounts,
 )
-from tests.emulator import ARTICLE_PATH, DAILY_PATH, Fault, WeChatEmulator
+from tests.emulator import ARTICLE_PATH, BIZ_PATH, DAILY_PATH, Fault, WeChatEmulator
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -53,7 +54,9 @@ def test_reads_exactly_the_served_rows_from_2025_11_01_and_never_asks_before(
     assert bookmark(out.final_state, "article_share") == "2025-11-20"
     # The other streams read from start_date: the earlier first day is article_share's alone.
     assert out.records("share_day") == daily_rows(emulator, "2025-10-20", "2025-11-20")
-    said = [r for r in caplog.records if "keeps its data from 2025-11-01" in r.getMessage()]
+    said = [
+        r for r in caplog.records if r.getMessage().startswith("article_share: WeChat keeps its")
+    ]
     assert [r.levelno for r in said] == [logging.INFO]
     assert "start_date 2025-10-20" in said[0].getMessage()
     # The range holds what the test is about: articles shared on several days, and a day
@@ -149,6 +152,7 @@ def test_a_bad_row_stops_the_account_and_the_run_says_so(
 def test_a_delayed_day_is_loaded_then_read_again_by_the_next_run(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """For article_share and biz_share (getbizsummary says is_delay for the same day)."""
     with WeChatEmulator({APP_ID: APP_SECRET}, today=dt.date(2026, 11, 11)) as emu:
         emu.delay_latest = True
         config = {
@@ -174,21 +178,39 @@ def test_a_delayed_day_is_loaded_then_read_again_by_the_next_run(
         ]
         assert bookmark(first.final_state, "article_share") == "2026-11-09"
         assert bookmark(first.final_state, "share_hour") == "2026-11-10"
+        provisional_biz = [
+            {"app_id": APP_ID, "ref_date": "2026-11-10", "share_user": r["detail"]["share_user"]}  # type: ignore[index]
+            for r in emu.biz_rows(APP_ID, dt.date(2026, 11, 10), delayed=True)
+        ]
+        final_biz = biz_rows(emu, "2026-11-10", "2026-11-10")
+        assert provisional_biz != final_biz
+        assert first.records("biz_share") == [
+            *biz_rows(emu, "2026-11-06", "2026-11-09"),
+            *provisional_biz,
+        ]
+        assert bookmark(first.final_state, "biz_share") == "2026-11-09"
         warned = [r for r in caplog.records if "is_delay" in r.getMessage()]
-        assert len(warned) == 1
-        assert warned[0].levelno == logging.WARNING
-        assert warned[0].getMessage() == (
-            f"{APP_ID} article_share: WeChat says 2026-11-10 is not final yet (is_delay); loaded "
-            "as they are now, and read again by the next run"
-        )
+        assert [(r.levelno, r.getMessage()) for r in warned] == [
+            (
+                logging.WARNING,
+                (
+                    f"{APP_ID} {stream}: WeChat says 2026-11-10 is not final yet (is_delay); "
+                    "loaded as they are now, and read again by the next run"
+                ),
+            )
+            for stream in ("article_share", "biz_share")
+        ]
 
         emu.delay_latest = False
         emu.reset_calls()
         second = sync(config, first.final_state)
         assert second.exit_code == 0
         assert [c.begin_date for c in emu.calls_to(ARTICLE_PATH)] == ["2026-11-10"]
+        assert [c.begin_date for c in emu.calls_to(BIZ_PATH)] == ["2026-11-10"]
         assert second.records("article_share") == final
+        assert second.records("biz_share") == final_biz
         assert bookmark(second.final_state, "article_share") == "2026-11-10"
+        assert bookmark(second.final_state, "biz_share") == "2026-11-10"
 
 
 def test_the_bookmark_stays_before_a_delayed_day_in_the_middle_of_the_range() -> None:
@@ -244,12 +266,12 @@ def test_a_retired_endpoint_ends_only_its_stream_with_one_line_and_a_non_zero_ex
         "share_day: WeChat has retired its endpoint /datacube/getusershare (errcode 47009" in last
     )
     assert (
-        "Deselect it, keeping article_share and share_hour selected: "
+        "Deselect it, keeping article_share, biz_share and share_hour selected: "
         "`meltano select tap-wechat-share '*' '*'` then "
         "`meltano select tap-wechat-share --exclude share_day '*'` (an exclusion alone "
         "deselects every stream)"
     ) in last
-    assert last.endswith("article_share is the stream that replaces it")
+    assert last.endswith("biz_share is the stream that replaces it")
     assert sum("has retired" in line for line in out.stderr.splitlines()) == 1
     assert "accounts failed" not in out.stderr
     assert "The account failed" not in out.stderr
@@ -259,6 +281,8 @@ def test_a_retired_endpoint_ends_only_its_stream_with_one_line_and_a_non_zero_ex
         assert records == hourly_rows(emulator, "2026-11-01", "2026-11-05", app_id)
         articles = [r for r in out.records("article_share") if r["app_id"] == app_id]
         assert articles == article_rows(emulator, "2026-11-01", "2026-11-05", app_id)
+        biz = [r for r in out.records("biz_share") if r["app_id"] == app_id]
+        assert biz == biz_rows(emulator, "2026-11-01", "2026-11-05", app_id)
     assert out.records("share_day") == []
     assert bookmark(out.final_state, "share_day") == "2026-10-31"
     assert bookmark(out.final_state, "share_day", APP_ID_2) is None
@@ -285,10 +309,10 @@ def test_a_retired_endpoint_is_named_once_in_process_with_what_to_do(
     last = (
         "share_day: WeChat has retired its endpoint /datacube/getusershare (errcode 47009: "
         f"{errmsg}); share_day was stopped for every account and its bookmarks are kept, the "
-        "other streams were read. Deselect it, keeping article_share and share_hour selected: "
-        "`meltano select tap-wechat-share '*' '*'` then `meltano select tap-wechat-share "
-        "--exclude share_day '*'` (an exclusion alone deselects every stream); article_share "
-        "is the stream that replaces it"
+        "other streams were read. Deselect it, keeping article_share, biz_share and share_hour "
+        "selected: `meltano select tap-wechat-share '*' '*'` then `meltano select "
+        "tap-wechat-share --exclude share_day '*'` (an exclusion alone deselects every stream); "
+        "biz_share is the stream that replaces it"
     )
     said = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
     assert said == [(logging.WARNING, warning), (logging.ERROR, last)]
@@ -306,7 +330,8 @@ def test_a_retired_endpoint_without_a_successor_says_so(
         "article_share: WeChat has retired its endpoint /datacube/getarticleshare (errcode "
         "47009: this api is offline, please use the new api); article_share was stopped for "
         "every account and its bookmarks are kept, the other streams were read. Deselect it, "
-        "keeping share_day and share_hour selected: `meltano select tap-wechat-share '*' '*'` "
+        "keeping biz_share, share_day and share_hour selected: `meltano select tap-wechat-share "
+        "'*' '*'` "
         "then `meltano select tap-wechat-share --exclude article_share '*'` (an exclusion alone "
         "deselects every stream); WeChat names no successor that this tap reads"
     )

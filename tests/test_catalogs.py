@@ -118,7 +118,12 @@ def test_full_table_in_the_catalog_reads_from_start_date_with_activate_version(
         f"2026-11-{d:02d}" for d in range(1, 11)
     ]
     versions = [m for m in out.messages if m["type"] == "ACTIVATE_VERSION"]
-    assert {m["stream"] for m in versions} == {"share_hour", "share_day", "article_share"}
+    assert {m["stream"] for m in versions} == {
+        "share_hour",
+        "share_day",
+        "article_share",
+        "biz_share",
+    }
     version = next(m["version"] for m in versions if m["stream"] == "share_hour")
     records = [m for m in out.messages if m["type"] == "RECORD" and m["stream"] == "share_hour"]
     assert {m["version"] for m in records} == {version}

@@ -301,7 +301,7 @@ def test_an_unusable_bookmark_fails_its_account_in_every_stream_before_any_reque
         (logging.ERROR, f"{APP_ID} failed in share_day: {reason}"),
         *(
             (logging.WARNING, skipped.format(s))
-            for s in ("article_share", "share_day", "share_hour")
+            for s in ("article_share", "biz_share", "share_day", "share_hour")
         ),
         (logging.ERROR, "1 of 2 accounts failed; the others were read and their state written:"),
         (logging.ERROR, f"  {reason}"),

@@ -13,6 +13,7 @@ from tests.conftest import (
     APP_ID,
     APP_SECRET,
     TODAY,
+    biz_rows,
     bookmark,
     check_state_order,
     daily_rows,
@@ -20,7 +21,7 @@ from tests.conftest import (
     hourly_rows,
     sync,
 )
-from tests.emulator import Fault, WeChatEmulator
+from tests.emulator import BIZ_PATH, Fault, WeChatEmulator
 
 HOURLY = "/datacube/getusersharehour"
 DAILY = "/datacube/getusershare"
@@ -236,16 +237,19 @@ def test_end_date_after_the_latest_published_day_is_clamped(
 def test_counts_given_as_digit_strings_are_read_as_integers(
     emulator: WeChatEmulator, config: dict[str, t.Any]
 ) -> None:
-    for path in (HOURLY, DAILY):
+    for path in (HOURLY, DAILY, BIZ_PATH):
         emulator.add_fault(Fault("digit_strings", path=path, day="2026-11-02"))
     out = sync(config)
     assert out.exit_code == 0
     assert {
-        c.outcome for c in emulator.calls if c.begin_date == "2026-11-02" and c.path != ARTICLE
+        c.outcome
+        for c in emulator.calls
+        if c.begin_date == "2026-11-02" and c.path in {HOURLY, DAILY, BIZ_PATH}
     } == {"ok digit_strings"}
     # The same records as from integers: integers (the schema check in sync() insists too).
     assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-10")
     assert out.records("share_day") == daily_rows(emulator, "2026-11-01", "2026-11-10")
+    assert out.records("biz_share") == biz_rows(emulator, "2026-11-01", "2026-11-10")
 
 
 @pytest.mark.parametrize("errcode", [-1, 61503])
@@ -457,6 +461,7 @@ def test_each_account_s_plan_is_one_info_line_per_stream(
 
     assert plans() == [
         f"{APP_ID} article_share: reading 2026-11-01 to 2026-11-02 in 2 request(s)",
+        f"{APP_ID} biz_share: reading 2026-11-01 to 2026-11-02 in 2 request(s)",
         f"{APP_ID} share_day: reading 2026-11-01 to 2026-11-02 in 1 request(s)",
         f"{APP_ID} share_hour: reading 2026-11-01 to 2026-11-02 in 2 request(s)",
     ]
@@ -464,5 +469,5 @@ def test_each_account_s_plan_is_one_info_line_per_stream(
     sync(settings, first.final_state)
     assert plans() == [
         f"{APP_ID} {stream} is up to date"
-        for stream in ("article_share", "share_day", "share_hour")
+        for stream in ("article_share", "biz_share", "share_day", "share_hour")
     ]
