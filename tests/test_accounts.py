@@ -218,7 +218,7 @@ def test_an_account_that_failed_in_one_stream_is_not_read_in_the_next(
     }
     out = sync(config)
     assert out.exit_code == 1
-    calls_for_a = [c for c in emu4.calls if c.app_id == A and c.path in {HOURLY, DAILY, ARTICLE}]
+    calls_for_a = [c for c in emu4.calls if c.app_id == A and c.path.startswith("/datacube/")]
     assert len(calls_for_a) == 1, [(c.path, c.begin_date) for c in calls_for_a]
     assert not [r for r in out.records() if r["app_id"] == A]
     # B is read in both streams, the one A was skipped in included.

@@ -28,3 +28,16 @@ TestTapWeChatShare = get_tap_test_class(
     config=SAMPLE_CONFIG,
     suite_config=SuiteConfig(max_records_limit=None),
 )
+
+
+def test_the_standard_stream_tests_cover_every_stream() -> None:
+    """Each per-stream test of the SDK's suite runs for the four streams (SDK 0.54's ``params``)."""
+    per_stream = {
+        name: {param.id for param in params}
+        for name, params in TestTapWeChatShare.params.items()
+        if name.startswith("test_tap_stream_")
+    }
+    assert per_stream
+    four = {"share_hour", "share_day", "article_share", "biz_share"}
+    for name, ids in per_stream.items():
+        assert {i.split(".", 1)[0] for i in ids} == four, name

@@ -62,6 +62,7 @@ LOOKBACK_DAYS = 3
 HOURLY = "/datacube/getusersharehour"
 DAILY = "/datacube/getusershare"
 ARTICLE = "/datacube/getarticleshare"
+BIZ = "/datacube/getbizsummary"
 STABLE_TOKEN = "/cgi-bin/stable_token"
 LEGACY_TOKEN = "/cgi-bin/token"
 STATE_ID = "dev:tap-wechat-share-to-target-postgres"
@@ -387,7 +388,9 @@ def test_meltano_run_into_postgres_then_incremental(
     assert bookmarks(state) == {
         "share_hour": {FIRST_END.isoformat()},
         "share_day": {FIRST_END.isoformat()},
-        "article_share": set(),  # its data begins on 2025-11-01: no day to read in 2024
+        # Their data begins on 2025-11-01: no day to read in 2024.
+        "article_share": set(),
+        "biz_share": set(),
     }
 
     # ---- Second run, later end date: the lookback days and the new days only.
@@ -425,6 +428,7 @@ def test_meltano_run_into_postgres_then_incremental(
         "share_hour": {SECOND_END.isoformat()},
         "share_day": {SECOND_END.isoformat()},
         "article_share": set(),
+        "biz_share": set(),
     }
     print(
         f"\n[meltano] install {meltano_project.install_seconds:.1f} s, first run "
@@ -622,11 +626,12 @@ def test_the_dev_environment_runs_into_duckdb_with_no_variable(
     assert int(count.stdout) == served
 
 
-ARTICLE_TODAY = dt.date(2025, 11, 8)
+ARTICLE_TODAY = dt.date(2025, 11, 9)
 ARTICLE_START = dt.date(2025, 10, 30)
 """Before getarticleshare's first day (2025-11-01): those days are never asked of it."""
-ARTICLE_END = dt.date(2025, 11, 7)
-"""Yesterday for the emulator: the day WeChat says is not final in the first run."""
+ARTICLE_END = dt.date(2025, 11, 8)
+"""Yesterday for the emulator: the day WeChat says is not final in the first run (a day with
+articles shared, so that its provisional figures differ from the final ones)."""
 
 
 def loaded_article_rows(pg: PostgresServer, schema: str) -> list[tuple[str, str, str, int]]:
@@ -646,16 +651,34 @@ def served_article_rows(
     }
 
 
+def loaded_biz_rows(pg: PostgresServer, schema: str) -> list[tuple[str, str, int]]:
+    """Every row of ``biz_share`` (duplicates kept, so that they show)."""
+    rows = pg.query(f'SELECT app_id, ref_date, share_user FROM "{schema}".biz_share')
+    return [(_text(a), _text(d), int(_text(u))) for a, d, u in rows]
+
+
+def served_biz_rows(
+    emu: WeChatEmulator, first: dt.date, last: dt.date, *, delayed: dt.date | None = None
+) -> set[tuple[str, str, int]]:
+    """What ``biz_share`` must hold for first..last (``delayed``: that day is provisional)."""
+    return {
+        (APP_ID, str(row["ref_date"]), int(row["detail"]["share_user"]))  # type: ignore[index]
+        for day in days(first, last)
+        for row in emu.biz_rows(APP_ID, day, delayed=day == delayed)
+    }
+
+
 def test_meltano_run_merges_a_delayed_day_and_deselects_a_retired_stream(
     meltano_project: MeltanoProject, postgres: PostgresServer, postgres_schema: str
 ) -> None:
-    """Issue 12 through Meltano into PostgreSQL.
+    """Issues 12 and 21 through Meltano into PostgreSQL.
 
     First run: WeChat says the latest day is not final (``is_delay``) and has retired
-    getusershare. The run ends non-zero with one line; article_share holds the provisional
-    figures and share_hour loads. The two ``meltano select`` commands of that line are run as a
-    user would (no --environment). Second run: share_day is not asked, the delayed day is read
-    again and the target's merge leaves its final figures, once.
+    getusershare. The run ends non-zero with one line naming biz_share; article_share and
+    biz_share hold the provisional figures (never asked before 2025-11-01) and share_hour
+    loads. The two ``meltano select`` commands of that line are run as a user would (no
+    --environment). Second run: share_day is not asked, the delayed day is read again (in both
+    streams) and the target's merge leaves its final figures, once.
     """
     schema = postgres_schema
     meltano_yml = meltano_project.root / "meltano.yml"
@@ -684,10 +707,16 @@ def test_meltano_run_merges_a_delayed_day_and_deselects_a_retired_stream(
             ]
             assert len(lines) == 1, first.stderr[-4000:]
             assert "share_day" in lines[0]
-            assert "article_share is the stream that replaces it" in lines[0]
+            assert "biz_share is the stream that replaces it" in lines[0]
             first_day = dt.date(2025, 11, 1)
             assert min(str(c.begin_date) for c in emu.calls_to(ARTICLE)) == first_day.isoformat()
+            assert sorted(str(c.begin_date) for c in emu.calls_to(BIZ)) == [
+                day.isoformat() for day in days(first_day, ARTICLE_END)
+            ]
             assert set(loaded_article_rows(postgres, schema)) == served_article_rows(
+                emu, first_day, ARTICLE_END, delayed=ARTICLE_END
+            )
+            assert set(loaded_biz_rows(postgres, schema)) == served_biz_rows(
                 emu, first_day, ARTICLE_END, delayed=ARTICLE_END
             )
             assert set(loaded_hour_rows(postgres, schema)) == expected_hour_rows_from(
@@ -714,6 +743,14 @@ def test_meltano_run_merges_a_delayed_day_and_deselects_a_retired_stream(
             articles = loaded_article_rows(postgres, schema)
             assert len(articles) == len(set(articles))
             assert set(articles) == served_article_rows(emu, first_day, ARTICLE_END)
+            assert set(articles) != served_article_rows(
+                emu, first_day, ARTICLE_END, delayed=ARTICLE_END
+            )
+            assert [c.begin_date for c in emu.calls_to(BIZ)] == [ARTICLE_END.isoformat()]
+            biz = loaded_biz_rows(postgres, schema)
+            assert len(biz) == len(set(biz))
+            assert set(biz) == served_biz_rows(emu, first_day, ARTICLE_END)
+            assert set(biz) != served_biz_rows(emu, first_day, ARTICLE_END, delayed=ARTICLE_END)
             assert set(loaded_hour_rows(postgres, schema)) == expected_hour_rows_from(
                 emu, ARTICLE_START, ARTICLE_END
             )

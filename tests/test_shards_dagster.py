@@ -313,8 +313,14 @@ def run_three_shards_twice(p: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None
         assert_shard_logged(messages, index, 3)
         own = own_accounts(index, 3)
         state = p.meltano.get_state(shard_id)
-        # article_share keeps data from 2025-11-01 on: nothing to read or bookmark in 2024.
-        expected = {"share_hour": own, "share_day": own, "article_share": set()}
+        # article_share and biz_share keep data from 2025-11-01 on: nothing to read or bookmark
+        # in 2024.
+        expected = {
+            "share_hour": own,
+            "share_day": own,
+            "article_share": set(),
+            "biz_share": set(),
+        }
         assert accounts_in(state) == expected, shard_id
     assert f"3 shard(s) done: {', '.join(ids)}" in messages
 
