@@ -2,15 +2,15 @@
 -- share_day and share_hour holds, taken from the first of them that has the day, with
 -- biz_share's figure as is and the older tables' bounds (largest part, sum of parts).
 with raw_biz as (
-    select * from {{ wechat_raw_distinct('biz_share') }}
+    select * from {{ wechat_raw_distinct('biz_share') }} as raw_rows
 ),
 
 raw_day as (
-    select * from {{ wechat_raw_distinct('share_day') }}
+    select * from {{ wechat_raw_distinct('share_day') }} as raw_rows
 ),
 
 raw_hour as (
-    select * from {{ wechat_raw_distinct('share_hour') }}
+    select * from {{ wechat_raw_distinct('share_hour') }} as raw_rows
 ),
 
 expected as (

@@ -1,7 +1,7 @@
 -- wechat_article_share_totals against raw article_share: per article, its first and last day
 -- with sharers, the number of such days, and its daily sharers summed.
 with raw_article as (
-    select * from {{ wechat_raw_distinct('article_share') }}
+    select * from {{ wechat_raw_distinct('article_share') }} as raw_rows
 ),
 
 expected as (

@@ -1,7 +1,7 @@
 -- wechat_share_by_hour against raw share_hour: each hour and scene's total is the raw rows' sum,
 -- days is the account's span of days in share_hour, and the average is total / days.
 with raw_hour as (
-    select * from {{ wechat_raw_distinct('share_hour') }}
+    select * from {{ wechat_raw_distinct('share_hour') }} as raw_rows
 ),
 
 expected as (

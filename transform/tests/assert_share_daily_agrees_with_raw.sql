@@ -2,11 +2,11 @@
 -- rows; every other day share_hour holds carries its hourly share_count summed per scene, with
 -- share_user null. Returns the rows that differ (in the model only, or expected only).
 with raw_day as (
-    select * from {{ wechat_raw_distinct('share_day') }}
+    select * from {{ wechat_raw_distinct('share_day') }} as raw_rows
 ),
 
 raw_hour as (
-    select * from {{ wechat_raw_distinct('share_hour') }}
+    select * from {{ wechat_raw_distinct('share_hour') }} as raw_rows
 ),
 
 expected as (
