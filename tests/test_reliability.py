@@ -16,6 +16,7 @@ from tests.conftest import (
     APP_SECRET,
     TapOutput,
     article_rows,
+    biz_rows,
     bookmark,
     daily_rows,
     hourly_rows,
@@ -251,6 +252,7 @@ def test_killed_run_resumed_from_its_last_state_loses_no_row(
         hourly_rows(emulator, "2026-10-01", "2026-10-20")
         + daily_rows(emulator, "2026-10-01", "2026-10-20")
         + article_rows(emulator, "2026-10-01", "2026-10-20")
+        + biz_rows(emulator, "2026-10-01", "2026-10-20")
     )
     # A target merging on the primary key ends up with exactly the served rows.
     merged = {key_of(r): r for r in first_records + resumed.records()}

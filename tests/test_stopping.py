@@ -7,10 +7,13 @@ would.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import json
 import os
 import signal
 import subprocess
+import termios
 import threading
 import time
 import typing as t
@@ -160,6 +163,27 @@ def test_a_signal_stops_a_run_whose_requests_hang_and_names_failed_accounts(
     assert "Stopped by SIGTERM" in lines[-1]
 
 
+def wait_until_full(fd: int, timeout: float = 60.0) -> None:
+    """Wait until the pipe ``fd`` reads from is full and its writer blocked on it.
+
+    Not a fixed sleep: how long the tap takes to fill it depends on the machine's load. Full:
+    more than half its capacity waiting, unchanged for a second (the writer waits for room for
+    a whole page, so a full pipe holds somewhat less than its capacity).
+    """
+    half = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) // 2
+    waiting = array.array("i", [0])
+    seen, since = -1, time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        fcntl.ioctl(fd, termios.FIONREAD, waiting)
+        if waiting[0] != seen:
+            seen, since = waiting[0], time.monotonic()
+        elif seen > half and time.monotonic() - since >= 1.0:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the tap did not fill its stdout pipe in {timeout:.0f} s")
+
+
 def test_a_second_signal_ends_the_run_at_once(emu3: WeChatEmulator, tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config_for(emu3)))
@@ -170,7 +194,8 @@ def test_a_second_signal_ends_the_run_at_once(emu3: WeChatEmulator, tmp_path: Pa
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(3)  # the pipe fills up
+        assert process.stdout is not None
+        wait_until_full(process.stdout.fileno())
         process.send_signal(signal.SIGTERM)
         with pytest.raises(subprocess.TimeoutExpired):
             process.wait(2)
