@@ -20,6 +20,10 @@ It prints a markdown table of figures with their targets, and exits 1 if a targe
   account (the run's whole CPU time / accounts; the marginal cost between the smallest and the
   largest count is shown too), peak memory, and the bytes of STATE written against the size of
   the final state.
+- A resumed run of the largest count, over the final state of its run above (a state of
+  constant size), reading two new days (``lookback_days`` 0). For it and the largest fresh run:
+  the longest gap between two STATE messages, in seconds (as this script reads them) and in
+  records, and STATE's share of everything the tap wrote.
 - A daily run at ``--latency`` (100 ms) per datacube call: ``--daily-accounts`` accounts x 4 days
   (the default lookback) with 32 requests in flight, against the floor (calls x latency / 32);
   and with 1 in flight, on ``--sequential-accounts`` accounts (a run of 2,000 accounts one request
@@ -47,6 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TAP = str(Path(sys.executable).with_name("tap-wechat-share"))
 DAYS = ("2026-11-01", "2026-11-02")
 DAILY_DAYS = ("2026-11-01", "2026-11-04")
+RESUMED_DAYS = ("2026-11-01", "2026-11-04")
+"""Over the final state of the run of DAYS, with lookback_days 0: 11-03 and 11-04 are new."""
 
 
 def app_id(number: int) -> str:
@@ -139,12 +145,40 @@ class Run:
     final_state_bytes: int
     states: int
     calls: int
+    total_bytes: int
+    """Everything the tap wrote to stdout."""
+    gap_seconds: float
+    """The longest time between two STATE messages (as this script read them)."""
+    gap_records: int
+    """The most RECORD messages between two STATE messages."""
+    final_state: bytes
+    """The last STATE message's line."""
+
+    def state_share(self) -> float:
+        """STATE messages' bytes as a fraction of everything written."""
+        return self.state_bytes / self.total_bytes
 
 
-def run_tap(
-    emulator: Emulator, workdir: Path, accounts: int, days: tuple[str, str], in_flight: int | None
+def run_tap(  # noqa: PLR0913 - what varies between the benchmark's runs
+    emulator: Emulator,
+    workdir: Path,
+    accounts: int,
+    days: tuple[str, str],
+    in_flight: int | None,
+    *,
+    state: bytes | None = None,
+    lookback_days: int | None = None,
 ) -> Run:
     """Run the tap over ``accounts`` accounts and ``days``, and measure it.
+
+    Args:
+        emulator: The emulator process.
+        workdir: Where the accounts file, config, state and stderr go.
+        accounts: How many accounts.
+        days: The first and last day.
+        in_flight: ``max_concurrent_requests`` (None: its default).
+        state: A STATE message's line whose value the run resumes from (None: a fresh run).
+        lookback_days: ``lookback_days`` (None: its default).
 
     Raises:
         RuntimeError: If it ends non-zero (its stderr's tail is in the message).
@@ -160,24 +194,39 @@ def run_tap(
     }
     if in_flight is not None:
         config["max_concurrent_requests"] = in_flight
+    if lookback_days is not None:
+        config["lookback_days"] = lookback_days
     config_path = workdir / "config.json"
     config_path.write_text(json.dumps(config))
+    arguments = [TAP, "--config", str(config_path)]
+    if state is not None:
+        state_path = workdir / "state.json"
+        state_path.write_text(json.dumps(json.loads(state)["value"]))
+        arguments += ["--state", str(state_path)]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     env["TAP_WECHAT_SHARE_LOGLEVEL"] = "WARNING"
     stderr_path = workdir / "stderr.txt"
-    state_bytes = states = 0
+    state_bytes = states = total_bytes = records = gap_records = 0
+    gap_seconds = 0.0
     last_state = b""
     with stderr_path.open("wb") as stderr:
         started = time.perf_counter()
-        process = subprocess.Popen(
-            [TAP, "--config", str(config_path)], stdout=subprocess.PIPE, stderr=stderr, env=env
-        )
+        process = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=stderr, env=env)
         assert process.stdout is not None  # noqa: S101 - set by Popen
+        state_at = None
         for line in process.stdout:
+            total_bytes += len(line)
             if line.startswith(b'{"type":"STATE"'):
+                now = time.perf_counter()
+                if state_at is not None:
+                    gap_seconds = max(gap_seconds, now - state_at)
+                    gap_records = max(gap_records, records)
+                state_at, records = now, 0
                 states += 1
                 state_bytes += len(line)
                 last_state = line
+            elif line.startswith(b'{"type":"RECORD"'):
+                records += 1
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
     if (code := os.waitstatus_to_exitcode(status)) != 0:
@@ -193,6 +242,10 @@ def run_tap(
         final_state_bytes=len(last_state),
         states=states,
         calls=int(emulator.command("calls")),
+        total_bytes=total_bytes,
+        gap_seconds=gap_seconds,
+        gap_records=gap_records,
+        final_state=last_state,
     )
 
 
@@ -223,6 +276,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             for count in counts:
                 print(f"... {count} accounts x 2 days, no latency", file=sys.stderr)
                 scaling.append(run_tap(emulator, workdir, count, DAYS, None))
+            print(f"... {counts[-1]} accounts resumed, 2 new days", file=sys.stderr)
+            resumed = run_tap(
+                emulator,
+                workdir,
+                counts[-1],
+                RESUMED_DAYS,
+                None,
+                state=scaling[-1].final_state,
+                lookback_days=0,
+            )
             emulator.command(f"latency {args.latency}")
             print(f"... {args.daily_accounts} accounts x 4 days, 32 in flight", file=sys.stderr)
             daily = run_tap(emulator, workdir, args.daily_accounts, DAILY_DAYS, 32)
@@ -258,6 +321,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 verdict(ratio <= 20),
             )
         )
+    for run, kind in ((large, "fresh"), (resumed, "resumed, 2 new days")):
+        # Run.state_due's bound: max(state_message_interval, S / 256 KiB/s) plus one window
+        # (a second here, generously: a window takes milliseconds at no latency).
+        bound = max(5.0, run.final_state_bytes / (256 * 1024)) + 1
+        missed |= run.gap_seconds > bound
+        rows += [
+            (
+                f"{run.accounts:,} accounts, {kind}: longest gap between STATE messages",
+                (
+                    f"{run.gap_seconds:.1f} s, {run.gap_records:,} records ({run.states} STATE "
+                    f"messages in {run.wall:.1f} s, {run.calls:,} calls)"
+                ),
+                f"<= {bound:.1f} s",
+                verdict(run.gap_seconds <= bound),
+            ),
+            (
+                f"{run.accounts:,} accounts, {kind}: STATE / everything written",
+                (
+                    f"{run.state_bytes:,} / {run.total_bytes:,} bytes = "
+                    f"{100 * run.state_share():.1f}% ({run.state_bytes / run.final_state_bytes:.1f}"
+                    "x the final state)"
+                ),
+                "",
+                "",
+            ),
+        ]
     cpu_ratio = per_large / per_small
     marginal = (large.cpu - small.cpu) / (large.accounts - small.accounts)
     missed |= cpu_ratio > 1.3 or large.maxrss_mib > 150

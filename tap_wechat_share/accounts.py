@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import typing as t
@@ -107,16 +108,25 @@ def read_entries(config: Mapping[str, t.Any]) -> list[AccountEntry]:
     errors: list[str] = []
     raw, top_command = _given(config, errors)
     entries: list[AccountEntry] = []
-    first_seen: dict[str, str] = {}
+    first_seen: dict[str, AccountEntry] = {}  # by the AppID in lower case
     for where, item in raw:
         entry = _entry(where, item, top_command, errors)
         if entry is None:
             continue
-        if entry.app_id in first_seen:
-            first = first_seen[entry.app_id]
-            errors.append(f"{where}: app_id {entry.app_id} is listed twice (first at {first})")
+        if (first := first_seen.get(entry.app_id.lower())) is not None:
+            if first.app_id == entry.app_id:
+                errors.append(
+                    f"{where}: app_id {entry.app_id} is listed twice (first at {first.where})"
+                )
+            else:
+                # Two accounts would load the same rows under two keys.
+                errors.append(
+                    f"{where}: app_id {entry.app_id} and {first.where}: app_id {first.app_id} "
+                    "differ only in case, the same AppID twice; keep one, written as WeChat "
+                    "shows it"
+                )
             continue
-        first_seen[entry.app_id] = where
+        first_seen[entry.app_id.lower()] = entry
         entries.append(entry)
     errors.extend(_shard_errors(config))
     if errors:
@@ -144,7 +154,14 @@ def _given(  # noqa: PLR0911 - one return per way the accounts can be given
             )
             return [], None
         if path:
-            return _read_file(str(path), errors), top_command
+            before = len(errors)
+            items = _read_file(str(path), errors)
+            if not items and len(errors) == before:
+                errors.append(
+                    f"accounts_file {Path(str(path)).name}: holds no account (a truncated "
+                    "export?); give at least one"
+                )
+            return items, top_command
         if isinstance(listed, list):
             return [(f"accounts[{index}]", item) for index, item in enumerate(listed)], top_command
         errors.append("accounts: must be a list of {app_id, app_secret|access_token|...}")
@@ -202,7 +219,9 @@ def _read_file(path: str, errors: list[str]) -> list[tuple[str, object]]:
         )
         return []
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        # newline="": line ends as they are, so that a quoted CSV cell keeps its own.
+        with Path(path).open(encoding="utf-8-sig", newline="") as file:
+            text = file.read()
     except FileNotFoundError:
         errors.append(f"accounts_file: {path} does not exist; check the path (from {Path.cwd()})")
         return []
@@ -237,7 +256,8 @@ def _json_items(name: str, text: str, errors: list[str]) -> list[tuple[str, obje
 
 
 def _csv_rows(name: str, text: str, errors: list[str]) -> Iterator[tuple[str, object]]:
-    reader = csv.reader(text.splitlines())
+    # From a file object, not a list of lines: a quoted cell may hold a line break.
+    reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None:
         errors.append(f"accounts_file {name}: is empty; give a header row with app_id")
@@ -251,10 +271,12 @@ def _csv_rows(name: str, text: str, errors: list[str]) -> Iterator[tuple[str, ob
             f"{', '.join(CREDENTIALS)}"
         )
         return
-    for line, row in enumerate(reader, start=2):
+    line = reader.line_num + 1  # the line the next row begins on
+    for row in reader:
+        where = f"accounts_file {name} line {line}"
+        line = reader.line_num + 1
         if not any(cell.strip() for cell in row):
             continue
-        where = f"accounts_file {name} line {line}"
         if len(row) != len(columns):
             errors.append(f"{where}: has {len(row)} field(s), the header {len(columns)}")
             continue
@@ -288,18 +310,25 @@ def make_accounts(
     count, index = int(config.get("shard_count", 1)), int(config.get("shard_index", 0))
     timeout = float(config.get("access_token_command_timeout") or 60)
     top_command = config.get("access_token_command")
+    # One copy of the environment for every token command, however many accounts: each
+    # command gets it with its own WECHAT_APP_ID when it runs.
+    environment = dict(os.environ)
     accounts: dict[str, Account] = {}
     for entry in entries:
         if count > 1 and shard_of(entry.app_id, count) != index:
             continue
         accounts[entry.app_id] = Account(
-            entry.app_id, _authenticator(entry, top_command, client, timeout)
+            entry.app_id, _authenticator(entry, top_command, client, timeout, environment)
         )
     return accounts
 
 
 def _authenticator(
-    entry: AccountEntry, top_command: str | None, client: WeChatClient, timeout: float
+    entry: AccountEntry,
+    top_command: str | None,
+    client: WeChatClient,
+    timeout: float,
+    environment: Mapping[str, str],
 ) -> AccessTokenAuthenticator:
     if entry.credential == "app_secret":
         return StableTokenAuthenticator(entry.app_id, t.cast("str", entry.value), client)
@@ -309,7 +338,8 @@ def _authenticator(
     return CommandTokenAuthenticator(
         entry.app_id,
         t.cast("str", command),
-        env={**os.environ, APP_ID_ENV: entry.app_id},
+        env=environment,
+        app_id_variable=APP_ID_ENV,
         timeout=timeout,
         stop_event=client.stop_event,
     )

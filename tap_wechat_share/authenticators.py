@@ -185,6 +185,7 @@ class StableTokenAuthenticator(AccessTokenAuthenticator):
                 "force_refresh": False,
             },
             what=f"{self.app_id} stable_token",
+            account=self.app_id,
         )
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
@@ -223,18 +224,20 @@ class CommandTokenAuthenticator(AccessTokenAuthenticator):
     refuses one. It runs in a process group of its own with an empty standard input (a prompt
     cannot hang it). Its standard error goes to the log (redacted); what it prints on standard
     output is the token, never logged. The token is read when the command's shell exits, whatever
-    its background children do with the output. If it runs longer than ``timeout`` seconds, or
-    the run is stopping, the whole process group is killed.
+    its background children do with the output. When the shell exits, whatever it left running
+    in its process group is killed; if it runs longer than ``timeout`` seconds, or the run is
+    stopping, the whole group is killed then.
     """
 
     source = "access_token_command"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - each is one part of how the command runs
         self,
         app_id: str,
         command: str,
         env: Mapping[str, str] | None = None,
         *,
+        app_id_variable: str | None = None,
         timeout: float = COMMAND_TIMEOUT_SECONDS,
         stop_event: threading.Event | None = None,
     ) -> None:
@@ -243,14 +246,18 @@ class CommandTokenAuthenticator(AccessTokenAuthenticator):
         Args:
             app_id: The account.
             command: The shell command; it prints the token on standard output.
-            env: The environment it runs in (default: the tap's).
+            env: The environment it runs in (default: the tap's). Kept, not copied: many
+                accounts share one.
+            app_id_variable: An environment variable set to ``app_id`` for the command.
             timeout: Seconds it may run (the ``access_token_command_timeout`` setting).
             stop_event: When set, a running command is killed and :class:`StopRequestedError`
                 raised (the client's stop event).
         """
         super().__init__(app_id)
         self._command = command
-        self._env = dict(env) if env is not None else None
+        self.env = env
+        """The environment the command runs in (None: the tap's), shared, not copied."""
+        self._app_id_variable = app_id_variable
         self.timeout = timeout
         self._stop_event = stop_event if stop_event is not None else threading.Event()
 
@@ -279,13 +286,16 @@ class CommandTokenAuthenticator(AccessTokenAuthenticator):
         if self._stop_event.is_set():
             what = f"{self.app_id} access_token_command"
             raise StopRequestedError(what)
+        env = self.env
+        if self._app_id_variable is not None:  # a dict for this run of the command only
+            env = {**(os.environ if env is None else env), self._app_id_variable: self.app_id}
         process = subprocess.Popen(  # noqa: S602 - a shell command is the documented interface
             self._command,
             shell=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=self._env,
+            env=env,
             start_new_session=True,  # its own process group, so that all of it can be killed
         )
         assert process.stdout is not None  # noqa: S101 - PIPE was asked for
@@ -293,10 +303,10 @@ class CommandTokenAuthenticator(AccessTokenAuthenticator):
         stdout_fd, stderr_fd = process.stdout.fileno(), process.stderr.fileno()
         try:
             return self._collect(process, stdout_fd, stderr_fd)
-        except BaseException:
-            # A timeout, a stop, or whatever else stopped the tap: the command's whole group ends.
+        finally:
+            # Its shell has exited, timed out, or the tap is stopping: whatever the command
+            # still runs in its group (``sleep 123 &``) ends too, so that nothing outlives it.
             _kill_group(process)
-            raise
 
     def _collect(
         self, process: subprocess.Popen[bytes], stdout_fd: int, stderr_fd: int

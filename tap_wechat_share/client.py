@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
+import json
 import logging
+import os
+import re
 import socket
+import ssl
 import threading
 import time
 import typing as t
@@ -136,6 +141,25 @@ class RetriableError(WeChatError):
     """A transient fault (busy, 5xx, 429, reset, timeout, HTML instead of JSON)."""
 
 
+class NetworkFaultError(RetriableError):
+    """WeChat's host gave no answer: not reached, refused, no name, TLS or proxy failure, timeout.
+
+    Counted by the run's :class:`NetworkCircuit`.
+    """
+
+
+class UnreachedError(FatalError):
+    """A request gave up on network faults only: its host gave no answer to any try."""
+
+
+class UnreachableError(StopRequestedError):
+    """The run's :class:`NetworkCircuit` is open: WeChat cannot be reached, the run stops."""
+
+    def __init__(self, what: str) -> None:
+        """Say what was abandoned."""
+        WeChatError.__init__(self, f"{what}: abandoned, WeChat cannot be reached")
+
+
 class ApiError(WeChatError):
     """WeChat answered with an errcode."""
 
@@ -222,6 +246,210 @@ def _describe_http_fault(response: requests.Response) -> str:
     excerpt = " ".join(response.text[:BODY_EXCERPT_CHARS].split())
     content_type = response.headers.get("Content-Type", "unknown type")
     return redact_text(f"HTTP {response.status_code}, {content_type}: {excerpt!r}")
+
+
+# ---------------------------------------------------------------------------- network faults
+
+UNREACHABLE_AFTER_SECONDS = 20.0
+"""How long WeChat's host must have given no answer at all before the run stops (see below)."""
+UNREACHABLE_ACCOUNTS = 3
+"""How many accounts' requests must have met network faults before the run stops."""
+UNREACHABLE = "WeChat cannot be reached"
+"""The words that begin the line of a run stopped by :class:`NetworkCircuit` (a scheduler may
+look for them: the Dagster job retries a shard whose log has them)."""
+
+
+class NetworkCircuit:
+    """The run's judgement on whether WeChat can be reached, from every request's outcome.
+
+    The rule: the run stops when requests of at least ``UNREACHABLE_ACCOUNTS`` accounts (or of
+    every account, if the run has fewer) met network faults, and no request at all got an answer
+    from the host since the first of those faults, ``UNREACHABLE_AFTER_SECONDS`` ago or more.
+    Network faults are: connection refused, a name that does not resolve, a TLS handshake that
+    fails, a proxy that fails, a connection that closes without an answer, and no complete
+    answer within ``request_timeout``. Any answer from the host (a success, an errcode, an
+    HTTP error) ends the streak: errcodes, and an account's own token command (not a request),
+    never count. A run that runs out of accounts in such a streak stops the same way (see
+    :meth:`check`), however short the streak.
+
+    An untrusted TLS certificate stops the run at once (:meth:`trip`): no account can be read
+    until it is trusted, and retrying cannot help.
+
+    Args:
+        stop_event: Set when the circuit opens, so that every request and wait ends.
+        clock: Seconds, monotonic (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        stop_event: threading.Event,
+        clock: t.Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Start closed, with no fault seen."""
+        self._stop_event = stop_event
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._accounts: set[str] = set()
+        self._fault = ""
+        self.accounts_total = 0
+        """The accounts of the run (0: unknown, taken as many)."""
+        self.reason: str | None = None
+        """Why the circuit opened (the fault, in words); None while it is closed."""
+        self.retry_later = True
+        """Whether running again later may help (not for an untrusted certificate)."""
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the run must stop because WeChat cannot be reached."""
+        return self.reason is not None
+
+    def answered(self) -> None:
+        """A request got an answer from the host: the streak of network faults, if any, ends."""
+        if self._since is not None:
+            with self._lock:
+                self._since = None
+                self._accounts.clear()
+
+    def fault(self, account: str, description: str) -> bool:
+        """Note a network fault of a request made for ``account``; open the circuit if due.
+
+        Returns:
+            Whether it is the first fault of a streak (worth a warning; the rest go to DEBUG).
+        """
+        with self._lock:
+            first = self._since is None
+            if first:
+                self._since = self._clock()
+            self._accounts.add(account)
+            self._fault = description
+        self.check()
+        return first
+
+    def check(self, *, final: bool = False) -> bool:
+        """Open the circuit if the rule says so; return whether it is open.
+
+        Args:
+            final: The run has no account left to try: a streak of faults on enough accounts
+                opens the circuit whatever its length.
+        """
+        with self._lock:
+            if self.reason is None and self._since is not None:
+                needed = min(UNREACHABLE_ACCOUNTS, self.accounts_total or UNREACHABLE_ACCOUNTS)
+                long_enough = self._clock() - self._since >= UNREACHABLE_AFTER_SECONDS
+                if len(self._accounts) >= needed and (final or long_enough):
+                    self.reason = self._fault
+        if self.reason is not None:
+            self._stop_event.set()
+        return self.reason is not None
+
+    def trip(self, reason: str) -> None:
+        """Open the circuit at once for a fault that retrying cannot fix."""
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+                self.retry_later = False
+        self._stop_event.set()
+
+
+def _root_causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the errors beneath it (causes, contexts, urllib3's ``reason``), outer first."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        reason = getattr(current, "reason", None)
+        nested = [a for a in current.args if isinstance(a, BaseException)]
+        held = reason if isinstance(reason, BaseException) else None
+        pending.extend([held, *nested, current.__cause__, current.__context__])
+
+
+_INTERNAL_NAMES = re.compile(r"(?:tap_wechat_share\.client\.)?_Watched(HTTPS?)(Connection|Pool)\b")
+
+
+def _public_names(text: str) -> str:
+    """``text`` free of tokens, with urllib3's class names instead of this module's own."""
+    return _INTERNAL_NAMES.sub(
+        lambda m: m.group(1) + ("Connection" if m.group(2) == "Connection" else "ConnectionPool"),
+        redact_text(text),
+    )
+
+
+def _host_port(url: str | None) -> str:
+    parts = urlsplit(url or "")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The operating system's words for a socket error beneath ``exc``, e.g. connection refused."""
+    causes = list(_root_causes(exc))
+    for cause in causes:
+        if isinstance(cause, socket.gaierror):
+            return f"the name does not resolve: {cause.strerror or cause}"
+    if any(isinstance(cause, urllib3.exceptions.NameResolutionError) for cause in causes):
+        return "the name does not resolve"
+    for cause in causes:
+        if (
+            isinstance(cause, OSError)
+            and cause.errno is not None
+            and cause.errno in errno.errorcode
+        ):
+            return os.strerror(cause.errno).lower()
+    return None
+
+
+def describe_network_fault(  # noqa: PLR0911 - one return per kind of fault
+    exc: BaseException, url: str | None, timeout: float
+) -> WeChatError:
+    """Turn a failed try into an error in words, with no internal class name in its text.
+
+    Args:
+        exc: What requests raised.
+        url: The request's URL (only its host and port are named).
+        timeout: request_timeout, in seconds.
+
+    Returns:
+        A :class:`NetworkFaultError` (retried, counted by the circuit), a :class:`FatalError`
+        for an untrusted certificate, or a :class:`RetriableError` for an answer cut short.
+    """
+    host = _host_port(url)
+    for cause in _root_causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            why = cause.verify_message or cause.reason or "verification failed"
+            msg = (
+                f"the TLS certificate of {host} is not trusted ({why}): set REQUESTS_CA_BUNDLE "
+                "to your CA bundle"
+            )
+            return FatalError(msg)
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return NetworkFaultError(
+            f"could not connect to {host} (no answer within request_timeout, {timeout:g} s)"
+        )
+    if isinstance(exc, requests.exceptions.ProxyError):
+        why = _os_reason(exc) or "the proxy refused or failed"
+        return NetworkFaultError(f"could not connect to {host} through the proxy ({why})")
+    if isinstance(exc, requests.exceptions.SSLError):
+        why = next(
+            (c.reason for c in _root_causes(exc) if isinstance(c, ssl.SSLError) and c.reason),
+            "handshake failed",
+        )
+        return NetworkFaultError(f"could not connect to {host} (TLS: {str(why).lower()})")
+    cut_short = requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError
+    if isinstance(exc, cut_short):
+        return RetriableError(f"the answer from {host} was cut short")
+    if isinstance(exc, requests.exceptions.ConnectionError | OSError):
+        connected = any(isinstance(c, urllib3.exceptions.ProtocolError) for c in _root_causes(exc))
+        if connected:
+            why = _os_reason(exc) or "closed"
+            return NetworkFaultError(f"the connection to {host} ended without an answer ({why})")
+        why = _os_reason(exc) or "no connection"
+        return NetworkFaultError(f"could not connect to {host} ({why})")
+    return RetriableError(f"the request to {host} failed")
 
 
 # ---------------------------------------------------------------------------- bounding each try
@@ -456,6 +684,17 @@ class WeChatClient:
         self.session.verify = settings["verify"]
         self.session.trust_env = False
         self._watchdog = _Watchdog(self.stop_event)
+        self.circuit = NetworkCircuit(self.stop_event)
+        self._counts_lock = threading.Lock()
+        self._retries: dict[str, int] = {}
+
+    def retries(self, path: str) -> int:
+        """How many tries of requests to ``path`` were retries, so far in the run."""
+        return self._retries.get(path, 0)
+
+    def _count_retry(self, path: str) -> None:
+        with self._counts_lock:
+            self._retries[path] = self._retries.get(path, 0) + 1
 
     def check_stop(self, what: str) -> None:
         """Raise :class:`StopRequestedError` if the run is stopping.
@@ -464,10 +703,16 @@ class WeChatClient:
             what: Words for the error, e.g. ``share_hour 2024-05-01``.
 
         Raises:
-            StopRequestedError: If ``stop_event`` is set.
+            StopRequestedError: If ``stop_event`` is set (:class:`UnreachableError` if it was
+                set because WeChat cannot be reached).
         """
         if self.stop_event.is_set():
-            raise StopRequestedError(what)
+            raise self._stopped(what)
+
+    def _stopped(self, what: str) -> StopRequestedError:
+        if self.circuit.is_open:
+            return UnreachableError(what)
+        return StopRequestedError(what)
 
     def wait(self, seconds: float, what: str) -> None:
         """Wait ``seconds``, or less if the run is stopping.
@@ -476,9 +721,9 @@ class WeChatClient:
             StopRequestedError: If ``stop_event`` is set before or during the wait.
         """
         if self.stop_event.wait(seconds):
-            raise StopRequestedError(what)
+            raise self._stopped(what)
 
-    def post(
+    def post(  # noqa: PLR0913 - the request, then keywords that describe it
         self,
         path: str,
         payload: Mapping[str, t.Any],
@@ -486,6 +731,7 @@ class WeChatClient:
         authenticator: RequestAuthenticator | None = None,
         what: str = "",
         required: str | None = None,
+        account: str | None = None,
     ) -> dict[str, t.Any]:
         """POST ``payload`` to ``path`` and return WeChat's checked JSON answer.
 
@@ -502,6 +748,8 @@ class WeChatClient:
             what: Words for log lines and errors, e.g. ``share_hour 2024-05-01``.
             required: A key a success answer must have (e.g. ``list``); an answer without it
                 and without an errcode is a transient fault, retried like one.
+            account: The account the request is made for (network faults across accounts
+                stop the run: see :class:`NetworkCircuit`); default: ``what``.
 
         Returns:
             The decoded JSON object.
@@ -511,7 +759,8 @@ class WeChatClient:
                 account (with an authenticator); names ``what`` and the fault.
             EndpointRetiredError: When WeChat answered that the endpoint is offline (47009).
             ApiError: Without an authenticator, for such an errcode.
-            StopRequestedError: When the run is stopping.
+            StopRequestedError: When the run is stopping (:class:`UnreachableError` when WeChat
+                cannot be reached).
         """
         what = what or path
         # Prepared directly: the session's own prepare_request merges cookies, hooks and auth
@@ -526,7 +775,9 @@ class WeChatClient:
         renewed = False
         while True:
             try:
-                return self._post_with_retries(request, authenticator, what, required)
+                return self._post_with_retries(
+                    request, authenticator, what, required, account=account or what, path=path
+                )
             except TokenRejectedError as exc:  # noqa: PERF203 - at most two rounds
                 if authenticator is None:
                     raise
@@ -546,12 +797,15 @@ class WeChatClient:
                 msg = f"{what}: {exc.describe()}"
                 raise FatalError(msg) from None
 
-    def _post_with_retries(
+    def _post_with_retries(  # noqa: PLR0913 - what post() was given
         self,
         request: requests.PreparedRequest,
         authenticator: RequestAuthenticator | None,
         what: str,
         required: str | None,
+        *,
+        account: str,
+        path: str,
     ) -> dict[str, t.Any]:
         """Try until an answer, a fault that is not transient, or ``max_tries`` transient ones."""
         minute_waits = 0
@@ -559,8 +813,30 @@ class WeChatClient:
         while True:
             self.check_stop(what)
             tries += 1
+            if tries > 1:
+                self._count_retry(path)
             try:
                 return self._post_once(request, authenticator, what, required)
+            except NetworkFaultError as exc:
+                first = self.circuit.fault(account, str(exc))
+                if self.circuit.is_open:
+                    raise UnreachableError(what) from None
+                if tries >= self.max_tries:
+                    msg = f"{what}: gave up after {self.max_tries} tries; last error: {exc}"
+                    raise UnreachedError(msg) from None
+                wait = backoff.full_jitter(self.backoff_factor * 2 ** (tries - 1))
+                # One warning per streak of network faults: at thousands of accounts against a
+                # host that is down, one per try would be most of the log.
+                logger.log(
+                    logging.WARNING if first else logging.DEBUG,
+                    "%s: %s; try %d of %d, retrying in %.1f s",
+                    what,
+                    exc,
+                    tries,
+                    self.max_tries,
+                    wait,
+                )
+                self.wait(wait, what)
             except MinuteQuotaError as exc:
                 if minute_waits == MAX_MINUTE_WAITS:
                     msg = (
@@ -600,6 +876,7 @@ class WeChatClient:
         if authenticator is not None:
             request = authenticator(request)
         response = self._send(request, what)
+        self.circuit.answered()
         logger.debug(
             "%s: HTTP %s in %.3f s",
             what,
@@ -615,7 +892,18 @@ class WeChatClient:
             msg = f"unexpected answer ({_describe_http_fault(response)}); check api_url"
             raise FatalError(msg)
         try:
-            body = response.json()
+            # Strictly UTF-8, as WeChat sends JSON: requests would guess another encoding, and
+            # a msgid would load with U+FFFD in it (a wrong key).
+            text = response.content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            msg = (
+                f"{what}: WeChat's answer is not UTF-8 ({exc.reason} at byte {exc.start} of "
+                f"{len(exc.object)}); nothing of it is loaded, and it is not asked again in "
+                "this run (the same request gets the same bytes)"
+            )
+            raise FatalError(msg) from None
+        try:
+            body = json.loads(text)
         except ValueError:
             msg = f"answer is not JSON ({_describe_http_fault(response)})"
             raise RetriableError(msg) from None
@@ -640,13 +928,19 @@ class WeChatClient:
                 return self.session.send(request, timeout=self.timeout)
             except (requests.exceptions.RequestException, OSError) as exc:
                 if try_.reason == "stop":
-                    raise StopRequestedError(what) from None
+                    raise self._stopped(what) from None
+                # urllib3's chain names its classes: for DEBUG only. requests' own text quotes
+                # the URL, and the token is in its query string.
+                logger.debug("%s: %s", what, _public_names(f"{type(exc).__name__}: {exc}"))
                 if try_.reason == "deadline" or isinstance(exc, requests.exceptions.ReadTimeout):
                     msg = (
-                        f"timed out after {self.timeout:g} s without a complete answer "
-                        "(request_timeout bounds each try)"
+                        f"no complete answer from {_host_port(request.url)} within "
+                        f"request_timeout ({self.timeout:g} s)"
                     )
-                    raise RetriableError(msg) from None
-                # requests' own text quotes the URL, and the token is in its query string.
-                msg = redact_text(f"{type(exc).__name__}: {exc}")
-                raise RetriableError(msg) from None
+                    raise NetworkFaultError(msg) from None
+                error = describe_network_fault(exc, request.url, self.timeout)
+                if isinstance(error, FatalError):
+                    # No account can be read until the certificate is trusted: the run stops.
+                    self.circuit.trip(str(error))
+                    raise UnreachableError(what) from None
+                raise error from None

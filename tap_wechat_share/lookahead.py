@@ -11,7 +11,8 @@ and check answers.
 - At most ``depth`` results are fetched ahead and held, so memory does not grow with the plan.
 - A task the plan did not foresee (or that was dropped) is fetched when it is taken.
 - Tasks of a ``skip``-ped group (a failed account) are not started; :meth:`LookAhead.drop`
-  forgets those already fetched.
+  forgets those already fetched, and :meth:`LookAhead.drop_where` those of a stream whose
+  endpoint is retired (held, they would fill ``depth`` and nothing more would be fetched ahead).
 - While it waits, the reader checks ``stopping`` a few times a second, so a signal is acted on
   promptly even when a request hangs.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import typing as t
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterable
@@ -99,10 +100,10 @@ class LookAhead(t.Generic[K, R]):
             if self._stopping():
                 future.cancel()
                 raise Stopping
-            try:
-                return future.result(timeout=POLL_SECONDS)
-            except TimeoutError:
-                continue
+            # wait(), not result(timeout=...): before Python 3.11 that raises
+            # concurrent.futures.TimeoutError, which is not the builtin TimeoutError.
+            if wait((future,), timeout=POLL_SECONDS).done:
+                return future.result()
 
     def drop(self, group: Hashable) -> None:
         """Forget the tasks of ``group`` fetched ahead (cancelling those not started).
@@ -111,7 +112,15 @@ class LookAhead(t.Generic[K, R]):
         account failed before the run's first request, for an unusable bookmark, must not set
         off requests for accounts whose bookmarks are yet to be checked.)
         """
-        for task in [task for task in self._ahead if self._group(task) == group]:
+        self.drop_where(lambda task: self._group(task) == group)
+
+    def drop_where(self, unwanted: Callable[[K], bool]) -> None:
+        """Forget the tasks fetched ahead for which ``unwanted`` is true (as :meth:`drop`).
+
+        The plan must not yield such tasks any more: those held would never be taken, and
+        would keep ``depth`` full.
+        """
+        for task in [task for task in self._ahead if unwanted(task)]:
             self._ahead.pop(task).cancel()
 
     def _fill(self) -> None:

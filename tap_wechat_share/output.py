@@ -90,6 +90,8 @@ class RecordWriter(SimpleSingerWriter):
         self.state_bytes = 0
         """Bytes of STATE messages written (see ``Run.state_due``)."""
         self.last_state_bytes = 0
+        self.bytes_written = 0
+        """Bytes of every message written or held to be written (RECORD lines when held)."""
         # Whatever is still held is written when the writer goes, or at exit at the latest
         # (before Python's last flush of stdout).
         weakref.finalize(self, _write_at_exit, self._pending)
@@ -139,12 +141,14 @@ class RecordWriter(SimpleSingerWriter):
                 line = self.serialize_message(message) + "\n"
                 self._pending.append(line)
                 self._pending_size += len(line)
+                self.bytes_written += len(line)
                 if self._pending_size >= PENDING_LIMIT:
                     self.write_records()
             else:
                 self.write_records()
                 line = self.format_message(message) + "\n"
                 _emit(line)
+                self.bytes_written += len(line)
                 if type(message) is StateMessage:
                     self.state_bytes += len(line)
                     self.last_state_bytes = len(line)

@@ -11,14 +11,15 @@ The bookmark is the last day read completely, a date ``YYYY-MM-DD`` and nothing 
   stops that account with a message saying what to do (a silent full read, or a run that is "up
   to date" forever, would be worse).
 - A missing or null ``replication_key`` beside a bookmark is the stream's key (``ref_date``).
-- A stream-level bookmark without partitions (a hand-written state) is used for the run's only
-  account; with several accounts nobody can say whose it is: a warning names it and says that a
-  full read follows.
+- A stream-level bookmark without partitions (a hand-written state) is used for the only account
+  the settings give; with several accounts (in this run, or in all shards) nobody can say whose it
+  is: a warning names it and says that a full read follows.
 - A partition whose context holds the account's app_id and other keys is used for that account.
 - When accounts have no bookmark while the state holds bookmarks that match no configured
   account, a warning names both: a full read follows for those accounts.
 - Partitions of accounts that this run does not read (other shards', removed accounts') are kept
-  as they are.
+  as they are, duplicates included; two partitions of an account this run reads stop that
+  account. An item of ``partitions`` that is not an object is left out, with a warning.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from singer_sdk.streams._state import StreamStateManager
 
 if t.TYPE_CHECKING:
     import logging
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
     from singer_sdk.helpers import types
 
@@ -61,6 +62,7 @@ class IndexedStateManager(StreamStateManager):
         self._indexed: list[dict[str, t.Any]] | None = None
         self._indexed_length = 0
         self._index: dict[tuple[tuple[str, t.Any], ...], dict[str, t.Any]] = {}
+        self._duplicates: dict[tuple[tuple[str, t.Any], ...], list[dict[str, t.Any]]] = {}
 
     def get_context_state(self, context: types.Context | None) -> dict[str, t.Any]:
         """Return the writable state of ``context``'s partition (the stream's without one).
@@ -71,8 +73,9 @@ class IndexedStateManager(StreamStateManager):
         Returns:
             The partition's state dict, created if missing.
 
-        Raises:
-            ValueError: If the state holds two partitions with this context (as the SDK does).
+        Two partitions with this context are refused by :meth:`find_context_state`, which the
+        stream asks first (the account fails); here the first of them is returned, so that the
+        SDK's own lookups of a failed account do not end the run.
         """
         partition = self.get_state_partition_context(context)
         if not partition:
@@ -83,7 +86,7 @@ class IndexedStateManager(StreamStateManager):
         partitions: list[dict[str, t.Any]] = self.stream_state.setdefault("partitions", [])
         if partitions is not self._indexed or len(partitions) != self._indexed_length:
             self._reindex(partitions)
-        found = self._index.get(key)
+        found = self._index.get(key)  # the first of duplicates: refused at find_context_state
         if found is None:
             found = {"context": dict(partition)}
             partitions.append(found)
@@ -92,34 +95,55 @@ class IndexedStateManager(StreamStateManager):
         return found
 
     def find_context_state(self, context: types.Context) -> dict[str, t.Any] | None:
-        """Return ``context``'s partition state if the state has one, creating nothing."""
+        """Return ``context``'s partition state if the state has one, creating nothing.
+
+        Raises:
+            ValueError: If the state holds two partitions with this context (as the SDK does).
+        """
         stream_state = self.tap_state.get("bookmarks", {}).get(self.stream_name)
         partitions = stream_state.get("partitions") if isinstance(stream_state, dict) else None
         if not isinstance(partitions, list):
             return None
-        key = _key(self.get_state_partition_context(context))
+        partition = self.get_state_partition_context(context)
+        key = _key(partition)
         if key is None:
             return None
         if partitions is not self._indexed or len(partitions) != self._indexed_length:
             self._reindex(partitions)
-        return self._index.get(key)
+        return self._lookup(key, partition)
 
     def _reindex(self, partitions: list[dict[str, t.Any]]) -> None:
+        """Index the partitions by context; items that are not objects are left alone.
+
+        Duplicates are refused when their context is looked up (as the SDK does), not here:
+        those of an account this run does not read are kept as they are (see
+        :meth:`find_context_state`).
+        """
         index: dict[tuple[tuple[str, t.Any], ...], dict[str, t.Any]] = {}
+        duplicates: dict[tuple[tuple[str, t.Any], ...], list[dict[str, t.Any]]] = {}
         for state in partitions:
-            key = _key(state.get("context"))
+            key = _key(state.get("context")) if isinstance(state, dict) else None
             if key is None:
                 continue
             if key in index:
-                msg = (
-                    "State file contains duplicate entries for partition: "
-                    f"{state['context']}.\nMatching state values were: {[index[key], state]!s}"
-                )
-                raise ValueError(msg)
-            index[key] = state
+                duplicates.setdefault(key, [index[key]]).append(state)
+            else:
+                index[key] = state
         self._index = index
+        self._duplicates = duplicates
         self._indexed = partitions
         self._indexed_length = len(partitions)
+
+    def _lookup(
+        self, key: tuple[tuple[str, t.Any], ...], context: types.Context | None
+    ) -> dict[str, t.Any] | None:
+        if (found := self._duplicates.get(key)) is not None:
+            msg = (
+                "State file contains duplicate entries for partition: "
+                f"{context}.\nMatching state values were: {found!s}"
+            )
+            raise ValueError(msg)
+        return self._index.get(key)
 
 
 def _key(context: object) -> tuple[tuple[str, t.Any], ...] | None:
@@ -199,12 +223,14 @@ def take_in_old_shapes(  # noqa: C901
         )
         stream_state.pop("partitions")
         partitions = None
+    _leave_out_non_objects(stream_state, stream, logger)
     partitions = [p for p in partitions or [] if isinstance(p, dict)]
     own = {p["context"]["app_id"]: p for p in partitions if _is_own(p.get("context"))}
 
     level_value = stream_state.get("replication_key_value")
     if level_value is not None:
-        if len(app_ids) == 1 and app_ids[0] not in own:
+        # The settings' only account, not a shard's: in a shard it may be anyone's bookmark.
+        if len(all_app_ids) <= 1 and len(app_ids) == 1 and app_ids[0] not in own:
             stream_state.pop("replication_key", None)
             stream_state.pop("replication_key_value")
             stream_state.setdefault("partitions", []).append(
@@ -219,6 +245,18 @@ def take_in_old_shapes(  # noqa: C901
                 "%s: the state's stream-level bookmark %s is used for %s, the run's only account",
                 stream,
                 level_value,
+                app_ids[0],
+            )
+        elif len(app_ids) == 1 and len(all_app_ids) > 1 and app_ids[0] not in own:
+            logger.warning(
+                "%s: the state has a stream-level bookmark (%s) but the settings give %d "
+                "accounts (this shard reads %s): it cannot say whose it is, so it is not used, "
+                "and %s is read from start_date unless it has a bookmark of its own. To use it, "
+                'put it in a partition {"context": {"app_id": "<AppID>"}, ...}',
+                stream,
+                level_value,
+                len(all_app_ids),
+                app_ids[0],
                 app_ids[0],
             )
         elif len(app_ids) > 1:
@@ -273,6 +311,41 @@ def take_in_old_shapes(  # noqa: C901
             len(strangers),
             ", ".join(json.dumps(c) for c in strangers[:_EXAMPLES])
             + (", ..." if len(strangers) > _EXAMPLES else ""),
+        )
+
+
+def leave_out_non_objects(state: Mapping[str, t.Any], logger: logging.Logger) -> None:
+    """Take out of every stream's partitions (in place) the items that are not objects.
+
+    The SDK reads every item of the lists as an object, in every stream of the state, selected
+    or not: such an item would end the run with a traceback. Each stream's are named in a
+    warning.
+
+    Args:
+        state: The tap's state.
+        logger: Where warnings go.
+    """
+    bookmarks = state.get("bookmarks")
+    for stream, stream_state in (bookmarks if isinstance(bookmarks, dict) else {}).items():
+        if isinstance(stream_state, dict):
+            _leave_out_non_objects(stream_state, stream, logger)
+
+
+def _leave_out_non_objects(
+    stream_state: dict[str, t.Any], stream: str, logger: logging.Logger
+) -> None:
+    partitions = stream_state.get("partitions")
+    if not isinstance(partitions, list):
+        return
+    if odd := [p for p in partitions if not isinstance(p, dict)]:
+        stream_state["partitions"] = [p for p in partitions if isinstance(p, dict)]
+        logger.warning(
+            "%s: the state's partitions hold %d item(s) that are not objects (%s); they are no "
+            "bookmark of any account and are left out of the state",
+            stream,
+            len(odd),
+            ", ".join(json.dumps(p, default=str) for p in odd[:_EXAMPLES])
+            + (", ..." if len(odd) > _EXAMPLES else ""),
         )
 
 

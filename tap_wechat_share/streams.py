@@ -28,11 +28,12 @@ from tap_wechat_share.client import (
     EndpointRetiredError,
     FatalError,
     StopRequestedError,
+    UnreachedError,
     WeChatError,
 )
 from tap_wechat_share.dates import FIRST_DATA_DAY, Window, first_day_to_read, windows
 from tap_wechat_share.lookahead import Stopping
-from tap_wechat_share.run import Run, Task, WindowResult
+from tap_wechat_share.run import Run, StreamCounts, Task, WindowResult
 from tap_wechat_share.state import (
     REPLICATION_KEY,
     IndexedStateManager,
@@ -62,6 +63,32 @@ MELTANO_PLUGIN = "tap-wechat-share"
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
+QUIET_ABOVE_ACCOUNTS = 10
+"""Above this many accounts, no line per account or partition at INFO (they go to DEBUG)."""
+SDK_PARTITION_LINES = ("Starting incremental sync of '",)
+"""How the SDK's lines at INFO that it writes once per partition (here: per account) begin.
+
+(Log records reach filters with their message already formatted: see redact.py.)"""
+
+
+class PartitionLines(logging.Filter):
+    """Moves the SDK's per-partition INFO lines of a stream's logger to DEBUG.
+
+    Installed on a stream's logger (see ``DatacubeStream.quiet_partitions``) when the run has
+    more than ``QUIET_ABOVE_ACCOUNTS`` accounts: with thousands of accounts they would be most
+    of the log. Shown as DEBUG lines when the logger is at DEBUG, dropped otherwise.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Let everything through but the SDK's per-partition lines, which become DEBUG."""
+        if record.levelno != logging.INFO or not str(record.msg).startswith(SDK_PARTITION_LINES):
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 class RowError(FatalError):
     """WeChat answered with a row the tap will not load (a key missing, an impossible value)."""
 
@@ -69,14 +96,24 @@ class RowError(FatalError):
 _DIGITS = re.compile(r"-?[0-9]+")
 
 
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+"""What a target's BIGINT column holds: an integer beyond it stops the account here."""
+
+
 def _as_int(value: object, field: str) -> int:
-    if type(value) is int:  # the usual case, first: one check instead of two
+    if type(value) is int and BIGINT_MIN <= value <= BIGINT_MAX:  # the usual case, first
         return value
+    number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        number = value
     # ASCII digits only: str.isdigit() also accepts "²" and int() then raises.
-    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
-        return int(value)
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        number = int(value)
+    if number is not None:
+        if BIGINT_MIN <= number <= BIGINT_MAX:
+            return number
+        msg = f"a row has {field}={value!r}, beyond what a BIGINT holds (2**63 - 1)"
+        raise RowError(msg)
     if value is None:
         msg = f"a row has no {field}"
     else:
@@ -119,7 +156,8 @@ class DatacubeStream(Stream):
     - a ``share_scene`` other than 1, 2 and 255 is loaded, with a warning (WeChat may add scenes);
     - a key field the schema types as a string is taken as WeChat gives it (a non-empty string);
       every other key field and count is an integer, and integers given as strings of digits
-      (``"12"``) are read as integers; any other type stops;
+      (``"12"``) are read as integers; any other type stops, and so does an integer beyond
+      what a BIGINT column holds (-2**63 to 2**63 - 1): the target would refuse it;
     - a field WeChat gives inside an object of the row (``detail.share_user``) is read from there
       (see ``held_in``).
 
@@ -283,6 +321,37 @@ class DatacubeStream(Stream):
         if self.child_streams:  # pragma: no cover - no child streams are declared
             yield from super().generate_child_contexts(record, context)
 
+    def quiet_partitions(self, *, quiet: bool) -> None:
+        """Move the SDK's per-partition INFO lines to DEBUG (``quiet``), or leave them at INFO."""
+        for old in [f for f in self.logger.filters if isinstance(f, PartitionLines)]:
+            self.logger.removeFilter(old)  # the logger outlives a tap made in the same process
+        if quiet:
+            self.logger.addFilter(PartitionLines())
+
+    def finalize_state_progress_markers(self, state: dict[str, t.Any] | None = None) -> None:
+        """Finalize as the SDK does; the stream has been read to its end (its last progress line).
+
+        The SDK calls it right after a stream's sync.
+        """
+        super().finalize_state_progress_markers(state)
+        if state is None:
+            self.run.on_stream_end(self.name)
+
+    def _counts(self) -> StreamCounts:
+        """This stream's counts; made when its first account is read."""
+        run = self.run
+        if (counts := run.counts.get(self.name)) is None:
+            requests = 0
+            for app_id, account in run.accounts.items():
+                if account.failure:
+                    continue
+                try:
+                    requests += len(self.read_plan(app_id))
+                except StateError:
+                    continue
+            counts = run.begin_stream(self.name, self.path, requests)
+        return counts
+
     def read_plan(self, app_id: str) -> list[Window]:
         """Return the windows this run asks for ``app_id``, from its bookmark and the settings.
 
@@ -302,11 +371,19 @@ class DatacubeStream(Stream):
         """The account's bookmark in this stream (None: none, or the stream is read FULL_TABLE).
 
         Raises:
-            StateError: If the bookmark is unusable (see state.py).
+            StateError: If the bookmark is unusable (see state.py), or the account has two
+                partitions in the state.
         """
         if self.replication_method == REPLICATION_FULL_TABLE:
             return None
-        state = self.state_manager.find_context_state({"app_id": app_id})
+        try:
+            state = self.state_manager.find_context_state({"app_id": app_id})
+        except ValueError:  # the SDK's refusal of two partitions for one account
+            msg = (
+                f"the state holds more than one partition for {self.name} {app_id}; keep one "
+                "(meltano state edit), then run again"
+            )
+            raise StateError(msg) from None
         return None if state is None else read_bookmark(state, self.name, app_id, self.run.latest)
 
     def fail_unusable_bookmarks(self) -> None:
@@ -359,14 +436,17 @@ class DatacubeStream(Stream):
         if context is None:  # pragma: no cover - the SDK always passes a partition
             return
         run = self.run
+        counts = self._counts()
         account = run.accounts[context["app_id"]]
         plan = self._account_plan(account)
         if plan is None:
+            self._count_account(counts, account)
             return
         state = self.get_context_state(context)
         lookahead = run.lookahead
         held = False  # a window was not read in full: the bookmark stays before it
         delayed: list[Window] = []
+        taken = 0
         for window in plan:
             task = Task(self.name, account.app_id, window)
             try:
@@ -374,11 +454,20 @@ class DatacubeStream(Stream):
             except StopRequestedError:
                 raise Stopping from None  # the run is stopping: not this account's failure
             except EndpointRetiredError as exc:
+                taken += 1
+                counts.requests_done += 1
                 self._retire(exc)
                 break
             except Exception as exc:  # noqa: BLE001 - whatever it is, it ends this account only
+                taken += 1
+                counts.requests_done += 1
                 self._fail(account, exc)
                 break
+            finally:
+                run.on_progress()
+            taken += 1
+            counts.requests_done += 1
+            counts.records += len(result.records)
             self._time_extracted = dt.datetime.now(dt.timezone.utc)
             yield from result.records
             if result.read_through is not None and not held:
@@ -387,7 +476,15 @@ class DatacubeStream(Stream):
             if result.delayed:
                 delayed.append(window)
         self._time_extracted = None
+        counts.requests -= len(plan) - taken  # not made: the account failed, or the stream ended
+        self._count_account(counts, account)
         self._warn_delayed(account.app_id, delayed)
+
+    def _count_account(self, counts: StreamCounts, account: Account) -> None:
+        counts.accounts_done += 1
+        if account.failure:
+            counts.accounts_failed += 1
+            counts.accounts_unreached += account.app_id in self.run.unreached
 
     def _account_plan(self, account: Account) -> list[Window] | None:
         """The account's windows in this stream; None if it has nothing to do here.
@@ -441,7 +538,21 @@ class DatacubeStream(Stream):
 
     def _fail(self, account: Account, error: BaseException) -> None:
         reason = account.fail(error)
-        self.logger.error("%s failed in %s: %s", account.app_id, self.name, reason)
+        if isinstance(error, UnreachedError):
+            # WeChat's host gave no answer: not this account's trouble. Said once for all in
+            # the summary (named there, or counted if the run stops as WeChat cannot be
+            # reached); a line each at scale would be hundreds of lines of one fault.
+            self.run.unreached.add(account.app_id)
+            quiet = len(self.run.accounts) > QUIET_ABOVE_ACCOUNTS
+            self.logger.log(
+                logging.DEBUG if quiet else logging.ERROR,
+                "%s failed in %s: %s",
+                account.app_id,
+                self.name,
+                reason,
+            )
+        else:
+            self.logger.error("%s failed in %s: %s", account.app_id, self.name, reason)
         if self.run.lookahead:
             self.run.lookahead.drop(account.app_id)
 
@@ -459,6 +570,8 @@ class DatacubeStream(Stream):
             self.name,
         )
         run.retired[self.name] = self.retirement_line(error)
+        if run.lookahead:  # its tasks fetched ahead will never be taken: make room for others
+            run.lookahead.drop_where(lambda task: task.stream == self.name)
 
     def retirement_line(self, error: EndpointRetiredError) -> str:
         """The end-of-run line for this stream's retired endpoint: what happened, what to do."""
@@ -547,7 +660,12 @@ class DatacubeStream(Stream):
         """One request for ``window``, carrying the account's token (renewed once if refused)."""
         payload = {"begin_date": window.begin.isoformat(), "end_date": window.end.isoformat()}
         return self.run.client.post(
-            self.path, payload, authenticator=account.authenticator, what=what, required="list"
+            self.path,
+            payload,
+            authenticator=account.authenticator,
+            what=what,
+            required="list",
+            account=account.app_id,
         )
 
     def parse_rows(

@@ -14,22 +14,25 @@ from functools import cached_property
 from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities
+from singer_sdk.logging import StructuredFormatter
 
 from tap_wechat_share.accounts import CREDENTIALS, AccountsError, make_accounts, read_entries
-from tap_wechat_share.client import DEFAULT_API_URL, WeChatClient
+from tap_wechat_share.client import DEFAULT_API_URL, UNREACHABLE, WeChatClient
 from tap_wechat_share.dates import FIRST_DATA_DAY, latest_published_day
 from tap_wechat_share.lookahead import LookAhead, Stopping
 from tap_wechat_share.output import OutputClosedError, RecordWriter
 from tap_wechat_share.redact import install_log_redaction, register_secret
-from tap_wechat_share.run import Run, Task, WindowResult
+from tap_wechat_share.report import Report
+from tap_wechat_share.run import Output, Run, Task, WindowResult
 from tap_wechat_share.settings import (
     CONFIG_SCHEMA,
     DEFAULT_CONCURRENT_REQUESTS,
     DEFAULT_STATE_MESSAGE_INTERVAL,
     settings_errors,
 )
-from tap_wechat_share.state import take_in_old_shapes
+from tap_wechat_share.state import leave_out_non_objects, take_in_old_shapes
 from tap_wechat_share.streams import (
+    QUIET_ABOVE_ACCOUNTS,
     ArticleShareStream,
     BizShareStream,
     DatacubeStream,
@@ -50,6 +53,8 @@ if t.TYPE_CHECKING:
 
 STOP_GRACE_SECONDS = 2.0
 """After a stop, how long requests still running may take before the process exits anyway."""
+EX_TEMPFAIL = 75
+"""The exit code of a run stopped because WeChat cannot be reached: run again later."""
 
 
 class TapWeChatShare(Tap):
@@ -97,8 +102,13 @@ class TapWeChatShare(Tap):
                 about=about, about_format=about_format, config=config, state=state, catalog=catalog
             )
         except ConfigValidationError as exc:
-            for error in exc.errors or [str(exc)]:
+            errors = exc.errors or [str(exc)]
+            for error in errors:
                 cls.logger.error("%s", error)  # noqa: TRY400 - no traceback: one line each
+            if _structured_logging():
+                # Each line above is a JSON record (Meltano's structured logging), and
+                # `meltano config test` shows the last line as it is: end on the words.
+                sys.stderr.write("; ".join(errors) + "\n")
             sys.exit(1)
 
     # pragma: no mutate end
@@ -148,6 +158,7 @@ class TapWeChatShare(Tap):
         if not self._entries:
             self._entries = read_entries(self.config)
         accounts = make_accounts(self.config, self._entries, self.client)
+        self.client.circuit.accounts_total = len(accounts)
         if (count := int(self.config.get("shard_count", 1))) > 1:
             self.logger.info(
                 "shard %d of %d: %d of %d account(s)",
@@ -167,24 +178,37 @@ class TapWeChatShare(Tap):
             state_interval=float(
                 self.config.get("state_message_interval", DEFAULT_STATE_MESSAGE_INTERVAL)
             ),
-            state_sizes=self._state_sizes,
+            output=self._output,
             all_app_ids=frozenset(entry.app_id for entry in self._entries),
         )
+        report = Report(run, self.logger)
+        run.on_progress = report.tick
+        run.on_stream_end = report.stream_done
+        self._report = report
         run.lookahead = LookAhead(
             self._plan(run),
             self._fetch,
             in_flight=int(self.config.get("max_concurrent_requests", DEFAULT_CONCURRENT_REQUESTS)),
             group=lambda task: task.app_id,
             skip=lambda app_id: bool(accounts[str(app_id)].failure),
-            stopping=lambda: self._stop_signal is not None,
+            stopping=self._waiting,
         )
         return run
 
-    def _state_sizes(self) -> tuple[int, int]:
+    def _waiting(self) -> bool:
+        """Asked a few times a second while the run waits for WeChat: whether to stop.
+
+        Also the moment for a progress line when one is due: a stream whose requests are slow
+        still says how far it has got.
+        """
+        self._report.tick()
+        return self._stop_signal is not None or self.client.circuit.is_open
+
+    def _output(self) -> Output:
         writer = self.message_writer
         if isinstance(writer, RecordWriter):
-            return writer.state_bytes, writer.last_state_bytes
-        return 0, 0  # pragma: no cover - the tap's writer is a RecordWriter
+            return Output(writer.state_bytes, writer.last_state_bytes, writer.bytes_written)
+        return Output(0, 0, 0)  # pragma: no cover - the tap's writer is a RecordWriter
 
     def _run_range(self) -> tuple[dt.date, dt.date, dt.date]:
         """The first and last day of this run, clamped to what WeChat has, and the latest day."""
@@ -233,6 +257,8 @@ class TapWeChatShare(Tap):
                 except Exception:  # noqa: BLE001 - the stream reports it when it gets there
                     windows = []
                 for window in windows:
+                    if stream.name in run.retired:  # its held tasks were dropped: no more
+                        break
                     yield Task(stream.name, app_id, window)
 
     def _fetch(self, task: Task) -> WindowResult:
@@ -262,13 +288,7 @@ class TapWeChatShare(Tap):
         into a non-zero exit and a summary at the very end.
         """
         run = self.run
-        for stream in self._selected_streams():
-            if isinstance(stream_state := self.state.get("bookmarks", {}).get(stream.name), dict):
-                take_in_old_shapes(
-                    stream_state, stream.name, list(run.accounts), run.all_app_ids, self.logger
-                )
-        for stream in self._selected_streams():
-            stream.fail_unusable_bookmarks()
+        self._prepare(run)
         try:
             super().sync_all()
             # With nothing after them (FULL_TABLE writes no final STATE), the last records
@@ -282,53 +302,140 @@ class TapWeChatShare(Tap):
         finally:
             if run.lookahead:
                 run.lookahead.close()
-        if self._stop_signal is not None:
+        if self._stop_signal is not None or run.client.circuit.check(final=True):
             self._end_stopped(run)
-        if self._summarise(run):
-            sys.exit(1)
+        hanging = self._wind_down(run)
+        code = self._summarise(run)
+        if hanging:  # pragma: no cover - a request that outlives its own deadline
+            self._leave(code)
+        if code:
+            sys.exit(code)
 
-    def _summarise(self, run: Run) -> int:
+    def _prepare(self, run: Run) -> None:
+        """Get the run ready before its first request.
+
+        Old state shapes are taken in, accounts with an unusable bookmark fail, and above
+        ``QUIET_ABOVE_ACCOUNTS`` accounts the SDK's lines per account go to DEBUG.
+        """
+        leave_out_non_objects(self.state, self.logger)
+        for stream in self._selected_streams():
+            if isinstance(stream_state := self.state.get("bookmarks", {}).get(stream.name), dict):
+                take_in_old_shapes(
+                    stream_state, stream.name, list(run.accounts), run.all_app_ids, self.logger
+                )
+        quiet = len(run.accounts) > QUIET_ABOVE_ACCOUNTS
+        for stream in self._selected_streams():
+            stream.fail_unusable_bookmarks()
+            stream.quiet_partitions(quiet=quiet)
+
+    def _wind_down(self, run: Run) -> bool:
+        """End what still runs on worker threads, so that nothing is logged after the summary.
+
+        Requests of a failed account fetched ahead may still be retrying. Returns whether one
+        still runs after ``STOP_GRACE_SECONDS`` (it hangs: the process leaves without it).
+        """
+        run.client.stop_event.set()  # requests, waits and token commands in flight end now
+        if not run.lookahead:
+            return False
+        run.lookahead.close()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while run.lookahead.busy() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return run.lookahead.busy()
+
+    def _summarise(self, run: Run, *, unreached: bool = False) -> int:
+        """Write the summary: per stream, then retired endpoints and failed accounts.
+
+        Args:
+            run: The run.
+            unreached: The run stopped because WeChat cannot be reached: the accounts that
+                failed on network faults only are counted, not named one by one.
+
+        Returns:
+            The exit code the failures call for (0 or 1).
+        """
+        self._report.summary([s.name for s in self._selected_streams()], unreached=unreached)
         for line in run.retired.values():
             self.logger.error("%s", line)
-        if not (failed := run.failed()):
+        failed = [
+            account
+            for account in run.failed()
+            if not (unreached and account.app_id in run.unreached)
+        ]
+        if not failed:
             return 1 if run.retired else 0
         if len(run.accounts) == 1:
             self.logger.error("The account failed: %s", failed[0].failure)
             return 1
-        self.logger.error(
-            "%d of %d accounts failed; the others were read and their state written:",
-            len(failed),
-            len(run.accounts),
-        )
+        if len(failed) == len(run.accounts):
+            self.logger.error(
+                "All %d accounts failed; the state holds what each read before it failed:",
+                len(failed),
+            )
+        else:
+            self.logger.error(
+                "%d of %d accounts failed; the others were read and their state written:",
+                len(failed),
+                len(run.accounts),
+            )
         for account in failed:
             self.logger.error("  %s", account.failure)
         return 1
 
     def _end_stopped(self, run: Run) -> t.NoReturn:  # pragma: no mutate block
-        signum = self._stop_signal or signal.SIGTERM
+        """End a run stopped by a signal, or because WeChat cannot be reached.
+
+        A last STATE, requests in flight ended, the summary, and why the run stopped, last.
+        """
         run.client.stop_event.set()  # requests, waits and token commands in flight end now
         try:
             self._state_writer.write_state(self.state)
         except OutputClosedError:
             self._end_output_closed()
-        self._summarise(run)
-        self.logger.error(
-            "Stopped by %s: the last STATE names only days read completely; run again to resume",
-            signal.Signals(signum).name,
-        )
-        code = 128 + signum
-        if run.lookahead:
-            run.lookahead.close()
-            deadline = time.monotonic() + STOP_GRACE_SECONDS
-            while run.lookahead.busy() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if run.lookahead.busy():
-                # A request still hangs; its answer would be discarded anyway. Everything the
-                # run owes its reader is written: leave without waiting for it.
-                sys.stdout.flush()
-                logging.shutdown()
-                os._exit(code)
+        hanging = self._wind_down(run)
+        circuit = run.client.circuit
+        if self._stop_signal is None and circuit.is_open:
+            self._summarise(run, unreached=circuit.retry_later)
+            if circuit.retry_later:
+                self.logger.error(
+                    "%s: %s; requests of several accounts met such faults, and none has had "
+                    "an answer since. Stopped; nothing was lost: the last STATE names only days "
+                    "read completely, and the accounts not reached are read by the next run. "
+                    "Run again later (exit code %d)",
+                    UNREACHABLE,
+                    circuit.reason,
+                    EX_TEMPFAIL,
+                )
+                code = EX_TEMPFAIL
+            else:
+                self.logger.error(
+                    "Stopped: %s. Nothing was lost: the last STATE names only days read "
+                    "completely; run again once it is fixed",
+                    circuit.reason,
+                )
+                code = 1
+        else:
+            signum = self._stop_signal or signal.SIGTERM
+            self._summarise(run)
+            self.logger.error(
+                "Stopped by %s: the last STATE names only days read completely; run again to "
+                "resume",
+                signal.Signals(signum).name,
+            )
+            code = 128 + signum
+        if hanging:
+            self._leave(code)
         raise SystemExit(code)
+
+    @staticmethod
+    def _leave(code: int) -> t.NoReturn:  # pragma: no mutate block
+        """Exit at once, a request still hanging: its answer would be discarded anyway.
+
+        Everything the run owes its reader is written.
+        """
+        sys.stdout.flush()
+        logging.shutdown()
+        os._exit(code)
 
     def _end_output_closed(self) -> t.NoReturn:  # pragma: no mutate block
         self.logger.error(
@@ -340,6 +447,14 @@ class TapWeChatShare(Tap):
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         raise SystemExit(1)
+
+
+def _structured_logging() -> bool:
+    """Whether the log goes out as JSON records (the SDK's structured logging, as Meltano sets)."""
+    return any(
+        isinstance(handler.formatter, StructuredFormatter)
+        for handler in logging.getLogger().handlers
+    )
 
 
 def check_config(

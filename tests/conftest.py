@@ -75,7 +75,7 @@ class TapOutput:
 def bookmark(state: dict[str, t.Any], stream: str, app_id: str = APP_ID) -> str | None:
     """The bookmark of ``app_id`` in ``stream`` in a state, or None."""
     for partition in state.get("bookmarks", {}).get(stream, {}).get("partitions", []):
-        if partition["context"] == {"app_id": app_id}:
+        if isinstance(partition, dict) and partition["context"] == {"app_id": app_id}:
             return t.cast("str | None", partition.get("replication_key_value"))
     return None
 
@@ -124,6 +124,8 @@ def _bookmarks(state: dict[str, t.Any]) -> dict[tuple[str, str], str]:
     marks: dict[tuple[str, str], str] = {}
     for stream, stream_state in (state.get("bookmarks") or {}).items():
         for partition in stream_state.get("partitions", []):
+            if not isinstance(partition, dict):  # a hand-edited state's odd item, kept as is
+                continue
             value = partition.get("replication_key_value")
             if value:
                 marks[stream, partition["context"]["app_id"]] = str(value)

@@ -27,6 +27,9 @@ Every request is recorded as a :class:`Call`. The emulator never prints or logs 
 Run it on its own with::
 
     python tests/emulator.py --port 8765 --app wxdemo0000000001:emulator-demo-secret
+
+Stopped (Ctrl-C, SIGTERM), it prints the calls it served per endpoint and app, with the days
+answered and any day answered more than once (:func:`served_summary`).
 """
 
 from __future__ import annotations
@@ -96,7 +99,16 @@ TOKEN_EXPIRES_IN = 7200
 _ANSWER_FAULTS = frozenset({"errcode", "http", "html", "reset", "rotate", "no_list"})
 # Faults that alter the rows of an otherwise successful datacube answer.
 _DATA_FAULTS = frozenset(
-    {"stray", "duplicate", "bad_hour", "negative", "missing_key", "odd_value", "digit_strings"}
+    {
+        "stray",
+        "duplicate",
+        "bad_hour",
+        "negative",
+        "missing_key",
+        "odd_value",
+        "digit_strings",
+        "gbk",
+    }
 )
 # Faults that change how the answer's bytes are sent: one byte every ``delay`` seconds, the whole
 # answer (``trickle``) or only its body after whole headers (``trickle_body``).
@@ -160,7 +172,8 @@ class Fault:
     then it is used up. A call can be affected by at most one ``delay`` fault, one answering
     fault (``errcode``, ``http``, ``html``, ``reset``, ``rotate``, ``no_list``), one data
     fault (``stray``, ``duplicate``, ``bad_hour``, ``negative``, ``missing_key``, ``odd_value``,
-    ``digit_strings``) and one sending
+    ``digit_strings``, ``gbk``: the answer encoded in GBK, not UTF-8, with a getarticleshare row
+    whose msgid is ``文章_1``) and one sending
     fault (``trickle``: the whole answer, status line and headers included, is sent one byte
     every ``delay`` seconds; ``trickle_body``: the headers at once, then the body one byte every
     ``delay`` seconds); among faults of the same group the one added first wins. Data faults only
@@ -863,7 +876,7 @@ class WeChatEmulator:
         if fault is not None:
             _spoil(fault.kind, rows, begin, hourly=hourly, value=fault.value)
             outcome = f"ok {fault.kind}"
-        return _json_answer({"list": rows}, outcome)
+        return _encoded(_json_answer({"list": rows}, outcome), fault)
 
     def _articles(self, call: Call, app_id: str, day: dt.date, *, latest: bool) -> _Answer:
         """getarticleshare's or getbizsummary's answer for ``day`` (one day per request)."""
@@ -877,7 +890,14 @@ class WeChatEmulator:
             spoil = _spoil_biz if biz else _spoil_articles
             spoil(fault.kind, articles, day, fault.value)
             outcome = f"ok {fault.kind}"
-        return _json_answer({"list": articles, "is_delay": delayed}, outcome)
+        return _encoded(_json_answer({"list": articles, "is_delay": delayed}, outcome), fault)
+
+
+def _encoded(answer: _Answer, fault: Fault | None) -> _Answer:
+    """The answer in GBK for a ``gbk`` fault (its JSON text unchanged), else as it is."""
+    if fault is not None and fault.kind == "gbk":
+        answer.body = answer.body.decode().encode("gbk")
+    return answer
 
 
 def _stray_rows(begin: dt.date, *, hourly: bool) -> list[Row]:
@@ -947,6 +967,8 @@ def _spoil_articles(kind: str, rows: list[Row], begin: dt.date, _value: object =
         extra = {"ref_date": iso, "msgid": "2247000002_1", "detail": 12}
     elif kind == "negative":
         extra = {"ref_date": iso, "msgid": "2247000003_1", "detail": {"share_user": -3}}
+    elif kind == "gbk":
+        extra = {"ref_date": iso, "msgid": "文章_1", "detail": {"share_user": 5}}
     else:  # missing_key
         extra = {"ref_date": iso, "detail": {"share_user": 2}}
     rows.append(cast("Row", extra))
@@ -1106,6 +1128,49 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
+def served_summary(calls: Sequence[Call]) -> list[str]:
+    """What the emulator served, per endpoint and app: the lines it prints when it stops.
+
+    A line gives the calls, how many were not answered with data (errors, faults), and for a
+    datacube endpoint the days its answers covered and any day answered more than once, so that
+    "one token call per account" and "no day asked twice" can be checked by hand.
+
+    Args:
+        calls: The calls received, as :attr:`WeChatEmulator.calls` gives them.
+
+    Returns:
+        A heading line, then one line per endpoint and app, sorted.
+    """
+    if not calls:
+        return ["emulator served no calls"]
+    groups: dict[tuple[str, str], list[Call]] = {}
+    for call in calls:
+        groups.setdefault((call.path, call.app_id or "-"), []).append(call)
+    width_path = max(len(path) for path, _ in groups)
+    width_app = max(len(app) for _, app in groups)
+    width_count = len(str(max(len(group) for group in groups.values())))
+    plural = "" if len(calls) == 1 else "s"
+    lines = [f"emulator served {len(calls)} call{plural}, per endpoint and app:"]
+    for (path, app), group in sorted(groups.items()):
+        line = f"  {path:<{width_path}}  {app:<{width_app}}  {len(group):>{width_count}} call"
+        line += "" if len(group) == 1 else "s"
+        answered = [call for call in group if call.outcome.startswith("ok")]
+        if len(answered) < len(group):
+            line += f" ({len(group) - len(answered)} not answered with data)"
+        days: dict[dt.date, int] = {}
+        for call in answered:
+            begin, end = _parse_date(call.begin_date), _parse_date(call.end_date)
+            while begin is not None and end is not None and begin <= end:
+                days[begin] = days.get(begin, 0) + 1
+                begin += dt.timedelta(days=1)
+        if days:
+            line += f", {len(days)} day{'' if len(days) == 1 else 's'} {min(days)}..{max(days)}"
+            again = [f"{day} x{count}" for day, count in sorted(days.items()) if count > 1]
+            line += ", answered more than once: " + ", ".join(again) if again else ", each once"
+        lines.append(line)
+    return lines
+
+
 def _parse_app(value: str) -> tuple[str, str]:
     app_id, sep, secret = value.partition(":")
     if not sep or not app_id or not secret:
@@ -1115,7 +1180,9 @@ def _parse_app(value: str) -> tuple[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the emulator until SIGTERM or Ctrl-C.
+    """Serve the emulator until SIGTERM or Ctrl-C, then print what it served.
+
+    What it served is :func:`served_summary`'s lines.
 
     Returns:
         The exit status.
@@ -1171,6 +1238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"emulator listening on {emulator.url}", flush=True)
         while not stopping.wait(0.2):
             pass
+    print("\n".join(served_summary(emulator.calls)), flush=True)
     return 0
 
 

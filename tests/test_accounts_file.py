@@ -19,6 +19,7 @@ if t.TYPE_CHECKING:
     from pathlib import Path
 
 HEADER = "the header names app_id and any of app_secret, access_token, access_token_command"
+NO_ACCOUNT = "accounts_file {name}: holds no account (a truncated export?); give at least one"
 
 
 def read(tmp_path: Path, name: str, content: str | bytes, **config: t.Any) -> list[AccountEntry]:
@@ -62,7 +63,20 @@ def read(tmp_path: Path, name: str, content: str | bytes, **config: t.Any) -> li
                 AccountEntry("wx2", None, None, "accounts_file b.json item 1"),
             ],
         ),
-        ("e.json", "[]", {}, []),
+        (
+            # A quoted cell holds a line break (kept as it is), and the lines after it count it.
+            "q.csv",
+            'app_id,access_token_command\nwx1,"x=1\necho TOKEN"\r\nwx2,"echo T2"\n',
+            {},
+            [
+                AccountEntry(
+                    "wx1", "access_token_command", "x=1\necho TOKEN", "accounts_file q.csv line 2"
+                ),
+                AccountEntry(
+                    "wx2", "access_token_command", "echo T2", "accounts_file q.csv line 4"
+                ),
+            ],
+        ),
     ],
 )
 def test_an_accounts_file_gives_its_accounts_in_order_with_where_each_was_given(
@@ -90,6 +104,36 @@ def test_an_accounts_file_gives_its_accounts_in_order_with_where_each_was_given(
         ),
         ("a.csv", "app_secret\ns1\n", [f"accounts_file a.csv line 1: no app_id column; {HEADER}"]),
         ("a.csv", "", ["accounts_file a.csv: is empty; give a header row with app_id"]),
+        ("h.csv", "app_id,access_token\n", [NO_ACCOUNT.format(name="h.csv")]),
+        ("h.csv", "app_id\n\n , \n", [NO_ACCOUNT.format(name="h.csv")]),
+        ("e.json", "[]", [NO_ACCOUNT.format(name="e.json")]),
+        (
+            "q.csv",
+            'app_id,access_token_command\nwx1,"a\nb\nc"\nwx2\n',
+            ["accounts_file q.csv line 5: has 1 field(s), the header 2"],
+        ),
+        (
+            "c.csv",
+            "app_id,app_secret\nwx00000000000000aa,s1\nwx2,s2\nWX00000000000000AA,s3\n",
+            [
+                (
+                    "accounts_file c.csv line 4: app_id WX00000000000000AA and accounts_file "
+                    "c.csv line 2: app_id wx00000000000000aa differ only in case, the same AppID "
+                    "twice; keep one, written as WeChat shows it"
+                )
+            ],
+        ),
+        (
+            "c.json",
+            '[{"app_id": "wxAbc", "app_secret": "s"}, {"app_id": "wxaBC", "app_secret": "s"}]',
+            [
+                (
+                    "accounts_file c.json item 1: app_id wxaBC and accounts_file c.json item 0: "
+                    "app_id wxAbc differ only in case, the same AppID twice; keep one, written "
+                    "as WeChat shows it"
+                )
+            ],
+        ),
         (
             "a.csv",
             "app_id,app_secret\nwx1,s1\nwx1,s2\nwx2,s1,x\nwx3\n",
@@ -184,3 +228,18 @@ def test_an_account_failure_names_the_account_once_and_is_kept_free_of_secrets()
     assert account.fail(OSError(f"reset, the token {token}")) == "wx1: reset, the token <redacted>"
     assert account.fail(KeyError()) == "wx1: KeyError"
     assert account.failure == "wx1: KeyError"
+
+
+def test_accounts_given_in_the_setting_that_differ_only_in_case_are_refused() -> None:
+    accounts = [
+        {"app_id": "wx00000000000000aa", "app_secret": "s1"},
+        {"app_id": "wx00000000000000AA", "app_secret": "s2"},
+    ]
+    with pytest.raises(AccountsError) as raised:
+        read_entries({"accounts": accounts})
+    assert raised.value.errors == [
+        (
+            "accounts[1]: app_id wx00000000000000AA and accounts[0]: app_id wx00000000000000aa "
+            "differ only in case, the same AppID twice; keep one, written as WeChat shows it"
+        )
+    ]

@@ -75,8 +75,9 @@ def test_a_connection_error_is_retried_and_named() -> None:
     client = WeChatClient(URL, max_tries=2, backoff_factor=0.0)
     with pytest.raises(FatalError) as caught:
         client.post(HOURLY, {}, what="share_hour x")
-    assert str(caught.value).startswith(
-        "share_hour x: gave up after 2 tries; last error: ConnectionError: "
+    assert str(caught.value) == (
+        "share_hour x: gave up after 2 tries; last error: could not connect to 127.0.0.1:9 "
+        "(connection refused)"
     )
 
 

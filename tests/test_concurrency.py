@@ -7,7 +7,8 @@ import typing as t
 
 import pytest
 
-from tests.conftest import article_rows, bookmark, hourly_rows, sync
+from tap_wechat_share.lookahead import POLL_SECONDS
+from tests.conftest import TODAY, article_rows, bookmark, daily_rows, hourly_rows, sync
 from tests.emulator import Call, Fault, WeChatEmulator
 
 HOURLY = "/datacube/getusersharehour"
@@ -133,3 +134,43 @@ def test_simultaneous_refusals_of_the_token_lead_to_one_renewal(
     assert len(emulator.calls_to(STABLE)) == 2  # the first token, and one renewal
     answered = sorted(c.begin_date or "" for c in emulator.calls_to(ARTICLE) if c.outcome == "ok")
     assert answered == days("2026-11-01", "2026-11-10")
+
+
+@pytest.mark.parametrize("in_flight", [1, 4])
+def test_answers_slower_than_the_look_ahead_poll_give_every_row(
+    emulator: WeChatEmulator, config: dict[str, t.Any], in_flight: int
+) -> None:
+    # WeChat answers in 100 to 300 ms: longer than the look-ahead's poll, so the reader waits
+    # through several polls for each window (before Python 3.11 a poll that ran out raised
+    # concurrent.futures.TimeoutError, and every account failed with it).
+    emulator.latency = 2.5 * POLL_SECONDS
+    out = sync(config | {"end_date": "2026-11-02", "max_concurrent_requests": in_flight})
+    assert out.exit_code == 0
+    assert out.records("share_hour") == hourly_rows(emulator, "2026-11-01", "2026-11-02")
+    assert out.records("share_day") == daily_rows(emulator, "2026-11-01", "2026-11-02")
+    assert bookmark(out.final_state, "share_hour") == "2026-11-02"
+
+
+def test_a_retired_endpoint_leaves_the_next_stream_all_its_requests_in_flight() -> None:
+    # share_day (read before share_hour) is retired: the look-ahead holds share_day windows of
+    # accounts not reached yet. Dropped, they leave room for share_hour's requests.
+    apps = {f"wx{n:016d}": f"secret-of-{n:05d}-0123456789" for n in range(1, 41)}
+    with WeChatEmulator(apps, today=TODAY) as emu:
+        emu.latency = 0.02
+        emu.retire(DAILY)
+        accounts = [{"app_id": a, "access_token": emu.issue_token(a)} for a in apps]
+        out = sync(
+            {
+                "accounts": accounts,
+                "start_date": "2026-11-01",
+                "end_date": "2026-11-04",
+                "api_url": emu.url,
+                "max_concurrent_requests": 8,
+            }
+        )
+        assert out.exit_code == 1  # the retirement is named at the end
+        assert len(out.records("share_hour")) == sum(
+            len(hourly_rows(emu, "2026-11-01", "2026-11-04", a)) for a in apps
+        )
+        assert max_overlap(emu.calls_to(HOURLY)) == 8
+        assert len(emu.calls_to(DAILY)) <= 16  # only those fetched ahead (depth: 2 x 8)

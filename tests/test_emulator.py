@@ -31,6 +31,7 @@ from tests.emulator import (
     Fault,
     WeChatEmulator,
     china_today,
+    served_summary,
 )
 
 if TYPE_CHECKING:
@@ -775,34 +776,97 @@ def test_call_is_a_plain_dataclass() -> None:
 # --------------------------------------------------------------------------- command line
 
 
-def test_command_line_serves_until_sigterm() -> None:
+def _emulator_process() -> subprocess.Popen[str]:
+    """``python tests/emulator.py`` knowing APP and APP2, on a free port."""
     script = Path(__file__).with_name("emulator.py")
     command = [sys.executable, str(script), "--port", "0", "--app", f"{APP}:{APPSECRET}"]
-    command += ["--today", TODAY.isoformat(), "--latency", "0.01"]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
-        assert process.stdout is not None
-        assert process.stderr is not None
+    command += ["--app", f"{APP2}:{APPSECRET2}", "--today", TODAY.isoformat(), "--latency", "0.01"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _listening_url(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        assert selector.select(timeout=10), "the emulator did not start"
+    line = process.stdout.readline()
+    assert line.startswith("emulator listening on http://127.0.0.1:")
+    url = line.split()[-1]
+    assert not url.endswith(":0")
+    return url
+
+
+def _ask(url: str, path: str, token: str, begin: dt.date, end: dt.date) -> requests.Response:
+    return requests.post(
+        url + path,
+        params={"access_token": token},
+        json={"begin_date": str(begin), "end_date": str(end)},
+        timeout=TIMEOUT,
+    )
+
+
+def _token(url: str, app: str, secret: str) -> str:
+    body = {"grant_type": "client_credential", "appid": app, "secret": secret}
+    token: str = requests.post(url + STABLE_TOKEN_PATH, json=body, timeout=TIMEOUT).json()[
+        "access_token"
+    ]
+    return token
+
+
+def test_command_line_serves_until_sigterm_then_tells_its_calls() -> None:
+    with _emulator_process() as process:
         try:
-            with selectors.DefaultSelector() as selector:
-                selector.register(process.stdout, selectors.EVENT_READ)
-                assert selector.select(timeout=10), "the emulator did not start"
-            line = process.stdout.readline()
-            assert line.startswith("emulator listening on http://127.0.0.1:")
-            url = line.split()[-1]
-            assert not url.endswith(":0")
-            body = {"grant_type": "client_credential", "appid": APP, "secret": APPSECRET}
-            token = requests.post(url + STABLE_TOKEN_PATH, json=body, timeout=TIMEOUT).json()
-            response = requests.post(
-                url + HOURLY_PATH,
-                params={"access_token": token["access_token"]},
-                json={"begin_date": str(YESTERDAY), "end_date": str(YESTERDAY)},
-                timeout=TIMEOUT,
-            )
-            assert isinstance(rows_of(response), list)
+            url = _listening_url(process)
+            token = _token(url, APP, APPSECRET)
+            assert isinstance(rows_of(_ask(url, HOURLY_PATH, token, YESTERDAY, YESTERDAY)), list)
         finally:
             process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
-        assert process.stdout.read() == ""
+        assert process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout.read().splitlines() == [
+            "emulator served 2 calls, per endpoint and app:",
+            f"  /cgi-bin/stable_token       {APP}  1 call",
+            (
+                f"  /datacube/getusersharehour  {APP}  1 call, 1 day {YESTERDAY}..{YESTERDAY}, "
+                "each once"
+            ),
+        ]
         assert process.stderr.read() == ""
+
+
+def test_command_line_tells_its_calls_after_ctrl_c() -> None:
+    """Per endpoint and app: the token calls, the days answered, a day answered twice, failures."""
+    week = YESTERDAY - dt.timedelta(days=6)
+    with _emulator_process() as process:
+        try:
+            url = _listening_url(process)
+            first, second = _token(url, APP, APPSECRET), _token(url, APP2, APPSECRET2)
+            for day in (week, YESTERDAY, YESTERDAY):
+                _ask(url, HOURLY_PATH, first, day, day).raise_for_status()
+            _ask(url, DAILY_PATH, first, week, YESTERDAY).raise_for_status()
+            _ask(url, DAILY_PATH, second, week, YESTERDAY).raise_for_status()
+            _ask(url, DAILY_PATH, second, YESTERDAY, TODAY).raise_for_status()  # 61501: today
+        finally:
+            process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+        assert process.stdout is not None
+        lines = process.stdout.read().splitlines()
+    assert lines == [
+        "emulator served 8 calls, per endpoint and app:",
+        f"  /cgi-bin/stable_token       {APP}  1 call",
+        f"  /cgi-bin/stable_token       {APP2}  1 call",
+        f"  /datacube/getusershare      {APP}  1 call, 7 days {week}..{YESTERDAY}, each once",
+        (
+            f"  /datacube/getusershare      {APP2}  2 calls (1 not answered with data), 7 days "
+            f"{week}..{YESTERDAY}, each once"
+        ),
+        (
+            f"  /datacube/getusersharehour  {APP}  3 calls, 2 days {week}..{YESTERDAY}, "
+            f"answered more than once: {YESTERDAY} x2"
+        ),
+    ]
+
+
+def test_served_summary_of_no_calls() -> None:
+    assert served_summary([]) == ["emulator served no calls"]

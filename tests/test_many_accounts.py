@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import sys
 import typing as t
+from contextlib import redirect_stdout
 
 import pytest
 from singer_sdk.streams._state import StreamStateManager
 
+from tap_wechat_share.run import STATE_FLOOR, STATE_SHARE, Run
 from tap_wechat_share.state import IndexedStateManager
+from tap_wechat_share.tap import TapWeChatShare
 from tests.conftest import (
     TODAY,
     bookmark,
+    check_messages,
     hourly_rows,
     key_of,
     killed_after_states,
@@ -143,6 +148,8 @@ def test_accounts_file_json_and_csv_with_one_token_command_for_all(
         ("a.json", '{"app_id": "wx1"}', "accounts_file a.json: must hold a JSON list"),
         ("a.json", '[{"app_id": "wx1", "secret": "s"}]', "item 0: unknown key(s) secret"),
         ("a.txt", "wx1", "accounts_file: a.txt is neither .json nor .csv"),
+        ("a.csv", "app_id\n", "accounts_file a.csv: holds no account (a truncated export?)"),
+        ("a.json", "[]", "accounts_file a.json: holds no account (a truncated export?)"),
     ],
 )
 def test_a_bad_accounts_file_gives_one_line_naming_where_before_any_call(
@@ -154,6 +161,24 @@ def test_a_bad_accounts_file_gives_one_line_naming_where_before_any_call(
     assert out.exit_code == 1
     assert error in out.stderr
     assert "Traceback" not in out.stderr
+    assert emu.calls == []
+
+
+def test_accounts_in_the_environment_that_differ_only_in_case_are_refused_before_any_call(
+    emu: WeChatEmulator, tmp_path: Path
+) -> None:
+    first, second = list(APPS)[:2]
+    accounts = [
+        {"app_id": first, "app_secret": APPS[first]},
+        {"app_id": second, "app_secret": APPS[second]},
+        {"app_id": first.upper(), "app_secret": APPS[first]},
+    ]
+    env = {"TAP_WECHAT_SHARE_ACCOUNTS": json.dumps(accounts)}
+    out = run_tap(base(emu), tmp_path, extra_args=("--config", "ENV"), env=env)
+    assert out.exit_code == 1
+    assert (
+        f"accounts[2]: app_id {first.upper()} and accounts[0]: app_id {first} differ only in case"
+    ) in out.stderr.strip().splitlines()[-1]
     assert emu.calls == []
 
 
@@ -214,6 +239,7 @@ def test_one_at_a_time_means_one_request_at_a_time(emu: WeChatEmulator) -> None:
     assert max_overlap(emu.calls) == 1
 
 
+@pytest.mark.boundary
 def test_killed_with_hundreds_of_accounts_then_resumed_loses_no_row_and_rereads_no_day(
     emu: WeChatEmulator, tmp_path: Path
 ) -> None:
@@ -311,30 +337,92 @@ def test_a_new_list_of_partitions_of_the_same_length_is_looked_up_anew() -> None
     }
 
 
-def test_duplicate_partitions_are_refused_like_the_sdk_does() -> None:
+def test_duplicate_partitions_are_refused_like_the_sdk_does_when_a_bookmark_is_read() -> None:
     state = {"bookmarks": {"s": {"partitions": [{"context": {"app_id": "a"}}] * 2}}}
+    ours = IndexedStateManager(stream_name="s", tap_state=copy.deepcopy(state))
+    sdk = StreamStateManager(stream_name="s", tap_state=t.cast("TapState", copy.deepcopy(state)))
     refusals = []
-    for manager in (
-        IndexedStateManager(stream_name="s", tap_state=copy.deepcopy(state)),
-        StreamStateManager(stream_name="s", tap_state=t.cast("TapState", copy.deepcopy(state))),
-    ):
+    for lookup in (ours.find_context_state, sdk.get_context_state):
         with pytest.raises(ValueError, match="duplicate entries for partition") as raised:
-            manager.get_context_state({"app_id": "a"})
+            lookup({"app_id": "a"})
         refusals.append((type(raised.value), str(raised.value)))
     assert refusals[0] == refusals[1]
+    # Those of other accounts are no obstacle (the SDK scans only for the one looked up).
+    assert ours.find_context_state({"app_id": "b"}) is None
 
 
-def test_state_messages_add_up_to_a_bounded_multiple_of_the_final_state(
-    emu: WeChatEmulator, tmp_path: Path
+def paced(config: dict[str, t.Any], state: dict[str, t.Any] | None = None) -> list[str]:
+    """Run share_hour in this process with STATE pacing's clock stopped; return the output lines.
+
+    On a stopped clock no STATE is due by time: what is left is the rule by output, exactly.
+    """
+    catalog = TapWeChatShare(config=config).catalog_dict
+    for stream in catalog["streams"]:
+        for item in stream["metadata"]:
+            if item["breadcrumb"] == []:
+                item["metadata"]["selected"] = stream["tap_stream_id"] == "share_hour"
+    buffer = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, redirect_stdout(buffer):
+        patch.setattr(Run, "clock", staticmethod(lambda: 0.0))
+        tap = TapWeChatShare(config=config, state=copy.deepcopy(state or {}), catalog=catalog)
+        tap.sync_all()
+    lines = buffer.getvalue().splitlines(keepends=True)
+    check_messages([json.loads(line) for line in lines], state)
+    return lines
+
+
+def check_state_pacing(lines: list[str]) -> None:
+    """The bounds of Run.state_due with no STATE by time, in bytes: for gaps and in total."""
+    others = sum(len(line) for line in lines if not line.startswith('{"type":"STATE"'))
+    sizes = [len(line) for line in lines if line.startswith('{"type":"STATE"')]
+    assert sizes, "no STATE at all"
+    # After a STATE of size S larger than STATE_FLOOR, the next is due by output once the other
+    # messages since add up to 4 x S, so within that plus one window's records (a few KB).
+    gap = previous = 0
+    for line in lines:
+        if line.startswith('{"type":"STATE"'):
+            bound = (1 - STATE_SHARE) / STATE_SHARE * previous + 20_000
+            assert gap <= bound, f"{gap} bytes without STATE after one of {previous}"
+            gap, previous = 0, len(line)
+        else:
+            gap += len(line)
+    # Those due by output add up to at most a quarter of the others, plus the final state
+    # (and the STATE that ends the stream).
+    large = sum(
+        size for size, before in zip(sizes[1:], sizes, strict=False) if before > STATE_FLOOR
+    )
+    assert large <= others / 4 + 2 * sizes[-1]
+
+
+def test_a_daily_run_over_existing_bookmarks_writes_state_all_the_way_through(
+    emu: WeChatEmulator,
 ) -> None:
-    # A STATE after every window were it not for the budget: 900 windows, each STATE holding
-    # every account read so far.
-    config = base(emu, accounts=ready(emu), state_message_interval=0)
-    out = run_tap(config, tmp_path)
-    assert out.exit_code == 0
-    lines = [line for line in out.stdout.splitlines() if line.startswith('{"type":"STATE"')]
-    final = len(lines[-1]) + 1
-    written = sum(len(line) + 1 for line in lines)
-    # Paced ones: at most 10x the latest + 1 MiB; then the ends of the four streams.
-    assert written <= 10 * final + 1024 * 1024 + 4 * final
-    assert len(lines) > 3  # still paced, not only at the ends
+    # Every account has a bookmark: the state does not grow during the run. The budget this
+    # replaces (10x the latest STATE + 1 MiB) stopped paced STATE early: the last 2 MB of
+    # records had no STATE until the stream's end.
+    accounts = ready(emu)
+    state = {
+        "bookmarks": {
+            stream: {
+                "partitions": [
+                    {
+                        "context": {"app_id": a["app_id"]},
+                        "replication_key": "ref_date",
+                        "replication_key_value": "2026-11-26",
+                    }
+                    for a in accounts
+                ]
+            }
+            for stream in ("share_hour",)
+        }
+    }
+    config = base(emu, accounts=accounts, end_date="2026-11-27", lookback_days=0)
+    lines = paced(config | {"state_message_interval": 0}, state)
+    check_state_pacing(lines)
+    records = [json.loads(line) for line in lines if line.startswith('{"type":"RECORD"')]
+    assert len(records) > 10_000  # a day x 300 accounts
+
+
+def test_a_fresh_run_writes_state_within_both_bounds(emu: WeChatEmulator) -> None:
+    # A STATE after every window were it not for the pacing: each holds every account so far.
+    check_state_pacing(paced(base(emu, accounts=ready(emu), state_message_interval=0)))

@@ -56,6 +56,52 @@ def test_an_odd_value_stops_only_its_account_with_one_line(
     assert "not an integer" in last
 
 
+def test_a_count_beyond_a_bigint_stops_its_account_in_one_line(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    # Other values beyond it (strings of digits, 2**63, keys): tests/test_parsing.py.
+    value = 99999999999999999999
+    emulator.add_fault(
+        Fault("odd_value", path=HOURLY, app_id=APP_ID, day="2026-11-03", value=value)
+    )
+    out = run_tap(two_accounts(emulator), tmp_path)
+    assert out.exit_code == 1
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert (
+        f"  {APP_ID} share_hour 2026-11-03: a row has share_count={value}, beyond what a "
+        "BIGINT holds (2**63 - 1)"
+    ) in last
+    assert bookmark(out.final_state, "share_hour", APP_ID) == "2026-11-02"
+    got = [r for r in out.records("share_hour") if r["app_id"] == APP_ID_2]
+    assert got == hourly_rows(emulator, "2026-11-01", "2026-11-06", APP_ID_2)
+
+
+def test_the_largest_bigint_is_loaded(emulator: WeChatEmulator, config: dict[str, t.Any]) -> None:
+    emulator.add_fault(Fault("odd_value", path=HOURLY, day="2026-11-03", value=2**63 - 1))
+    out = sync(config)
+    assert out.exit_code == 0
+    assert [r["share_count"] for r in out.records("share_hour") if r["share_count"] > 10**9] == [
+        2**63 - 1
+    ]
+
+
+def test_an_answer_that_is_not_utf_8_stops_its_account_naming_account_stream_and_day(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    article = "/datacube/getarticleshare"
+    emulator.add_fault(Fault("gbk", path=article, app_id=APP_ID, day="2026-11-03"))
+    out = run_tap(two_accounts(emulator), tmp_path)
+    assert out.exit_code == 1
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert f"  {APP_ID} article_share 2026-11-03: WeChat's answer is not UTF-8 (" in last
+    assert "nothing of it is loaded, and it is not asked again in this run" in last
+    assert not [r for r in out.records() if "\ufffd" in json.dumps(r, ensure_ascii=False)]
+    assert bookmark(out.final_state, "article_share", APP_ID) == "2026-11-02"
+    assert len([c for c in emulator.calls_to(article) if c.begin_date == "2026-11-03"]) == 2
+
+
 def test_digit_strings_are_read_as_integers(
     emulator: WeChatEmulator, config: dict[str, t.Any]
 ) -> None:
@@ -166,6 +212,28 @@ def test_a_stream_level_bookmark_with_several_accounts_is_named_in_a_warning(
     )
     assert "read from start_date" in out.stderr
     assert first_hourly_day(emulator) == "2026-11-01"
+
+
+def test_a_stream_level_bookmark_is_not_given_to_a_shard_s_only_account(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    # Two accounts, in different shards of 3 (APP_ID in shard 1, APP_ID_2 in shard 0): each
+    # shard reads one account, and still nobody can say whose the bookmark is.
+    for index, app_id in ((1, APP_ID), (0, APP_ID_2)):
+        emulator.reset_calls()
+        config = two_accounts(emulator, shard_count=3, shard_index=index)
+        out = run_tap(config, tmp_path, stream_level("2026-11-04"))
+        assert out.exit_code == 0
+        assert "the run's only account" not in out.stderr
+        assert (
+            "share_hour: the state has a stream-level bookmark (2026-11-04) but the settings "
+            f"give 2 accounts (this shard reads {app_id})"
+        ) in out.stderr
+        assert {c.app_id for c in emulator.calls_to(HOURLY)} == {app_id}
+        assert first_hourly_day(emulator) == "2026-11-01"
+        assert out.records("share_hour") == hourly_rows(
+            emulator, "2026-11-01", "2026-11-06", app_id
+        )
 
 
 def test_bookmarks_of_unknown_contexts_are_named_when_accounts_have_none(
@@ -336,6 +404,68 @@ def test_a_bookmark_after_the_latest_published_day_stops_its_account(
     ) in out.stderr
     # Not read in any stream, not even article_share (read first, no bookmark of its own).
     assert not [r for r in out.records() if r["app_id"] == APP_ID]
+
+
+def test_items_of_partitions_that_are_not_objects_are_left_out_with_a_warning(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    state = partitioned("2026-11-04")
+    state["bookmarks"]["share_hour"]["partitions"] += ["not a partition", 7, None, ["wx"]]
+    state["bookmarks"]["share_week"] = {"partitions": [1]}  # no stream of this tap: still read
+    out = run_tap(two_accounts(emulator), tmp_path, state)
+    assert out.exit_code == 0
+    assert "Traceback" not in out.stderr
+    assert (
+        "share_hour: the state's partitions hold 4 item(s) that are not objects (\"not a "
+        'partition", 7, null, ...); they are no bookmark of any account and are left out of the '
+        "state"
+    ) in out.stderr
+    assert "share_week: the state's partitions hold 1 item(s) that are not objects (1)" in (
+        out.stderr
+    )
+    assert first_hourly_day(emulator) == "2026-11-01"  # APP_ID_2, from start_date
+    assert min(c.begin_date or "" for c in emulator.calls_to(HOURLY) if c.app_id == APP_ID) == (
+        "2026-11-02"  # the bookmark, less the default lookback of 3 days
+    )
+    partitions = out.final_state["bookmarks"]["share_hour"]["partitions"]
+    assert all(isinstance(p, dict) for p in partitions)
+    assert bookmark(out.final_state, "share_hour", APP_ID) == "2026-11-06"
+
+
+def test_duplicate_partitions_of_an_account_not_read_are_kept_and_the_run_goes_on(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    removed = {"context": {"app_id": "wx9999999999999999"}, "replication_key_value": "2026-10-01"}
+    state = partitioned("2026-11-04")
+    state["bookmarks"]["share_hour"]["partitions"] += [removed, copy.deepcopy(removed)]
+    out = run_tap(two_accounts(emulator), tmp_path, state)
+    assert out.exit_code == 0
+    assert "Traceback" not in out.stderr
+    for app_id in (APP_ID, APP_ID_2):
+        assert bookmark(out.final_state, "share_hour", app_id) == "2026-11-06"
+    partitions = out.final_state["bookmarks"]["share_hour"]["partitions"]
+    kept = [p for p in partitions if p["context"] == removed["context"]]
+    assert [p["replication_key_value"] for p in kept] == ["2026-10-01", "2026-10-01"]
+
+
+def test_duplicate_partitions_of_an_account_read_stop_that_account_in_one_line(
+    emulator: WeChatEmulator, tmp_path: Path
+) -> None:
+    state = partitioned("2026-11-04")
+    state["bookmarks"]["share_hour"]["partitions"] *= 2
+    out = run_tap(two_accounts(emulator), tmp_path, state)
+    assert out.exit_code == 1
+    assert "Traceback" not in out.stderr
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"the state holds more than one partition for share_hour {APP_ID}; keep one (meltano "
+            "state edit), then run again"
+        )
+    )
+    assert not [r for r in out.records() if r["app_id"] == APP_ID]
+    assert bookmark(out.final_state, "share_hour", APP_ID_2) == "2026-11-06"
 
 
 # Settings ---------------------------------------------------------------------------------------

@@ -150,9 +150,9 @@ DELETE = object()
 ODD_VALUES: dict[str, list[object]] = {
     "ref_date": ["2024-W18-3", "2024-5-1", "20240501", "2024-02-30", "2024/05/01", 20240501],
     "ref_hour": ["--5", "²", "1.5", "", "12 3", 1.5, True, 1250, -100, 2400],
-    "share_scene": ["--5", "²", "1.5", "", "0x10", 1.5, False, [1]],
-    "share_count": ["--5", "²", "1e3", " ", "-3", 2.0, True, -1],
-    "share_user": ["--5", "²", "1.5", "twelve", "-0.0", 3.5, False, -7],
+    "share_scene": ["--5", "²", "1.5", "", "0x10", 1.5, False, [1], 2**63, -(2**63) - 1],
+    "share_count": ["--5", "²", "1e3", " ", "-3", 2.0, True, -1, 2**63],
+    "share_user": ["--5", "²", "1.5", "twelve", "-0.0", 3.5, False, -7, "99999999999999999999"],
 }
 """Values the tap must refuse, one list per field: malformed, unreadable or impossible."""
 
@@ -186,6 +186,8 @@ def is_acceptable(field: str, value: object) -> bool:
     if not is_integer_like(value):
         return False
     number = int(t.cast("int | str", value))
+    if not -(2**63) <= number <= 2**63 - 1:  # beyond a BIGINT column
+        return False
     if field == "ref_hour":
         return number in HOURS
     return field == "share_scene" or number >= 0

@@ -231,6 +231,7 @@ def test_seconds_to_next_minute(now: float, wait: float) -> None:
     assert seconds_to_next_minute(now) == pytest.approx(wait)
 
 
+@pytest.mark.boundary
 @pytest.mark.parametrize("states_before_kill", [3, 8])
 def test_killed_run_resumed_from_its_last_state_loses_no_row(
     emulator: WeChatEmulator, config: dict[str, t.Any], tmp_path: Path, states_before_kill: int

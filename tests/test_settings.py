@@ -38,6 +38,11 @@ GOOD: dict[str, t.Any] = {"app_id": "wx1", "app_secret": "s" * 16, "start_date":
         ),
         ({"start_date": 20240501}, ["start_date: 20240501 is not a date; write it as YYYY-MM-DD"]),
         (
+            # Python 3.11's fromisoformat reads this ISO week date; 3.10's does not.
+            {"start_date": "2024-W18-3"},
+            ["start_date: '2024-W18-3' is not a date; write it as YYYY-MM-DD"],
+        ),
+        (
             {"end_date": "2024-5-1"},
             ["end_date: '2024-5-1' is not a date; write it as YYYY-MM-DD, or leave it out"],
         ),

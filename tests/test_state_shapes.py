@@ -86,6 +86,24 @@ def own(app_id: str, **extra: t.Any) -> dict[str, t.Any]:
             id="stream-level-two-accounts",
         ),
         pytest.param(
+            {"replication_key_value": DAY},
+            ["wx1"],
+            ["wx1", "wx2"],
+            {"replication_key_value": DAY},
+            [
+                (
+                    logging.WARNING,
+                    (
+                        f"share_hour: the state has a stream-level bookmark ({DAY}) but the "
+                        "settings give 2 accounts (this shard reads wx1): it cannot say whose it "
+                        "is, so it is not used, and wx1 is read from start_date unless it has a "
+                        f"bookmark of its own. To use it, put it in a partition {CONTEXT}"
+                    ),
+                )
+            ],
+            id="stream-level-a-shard-s-one-account",
+        ),
+        pytest.param(
             {"partitions": [{"context": {"app_id": "wx1", "x": 1}, "replication_key_value": DAY}]},
             ["wx1"],
             ["wx1"],
@@ -119,10 +137,18 @@ def own(app_id: str, **extra: t.Any) -> dict[str, t.Any]:
                 "partitions": [
                     own("wx1", replication_key_value=DAY),
                     {"context": {"app_id": "wx2"}},
-                    "not a partition",
                 ]
             },
-            [],
+            [
+                (
+                    logging.WARNING,
+                    (
+                        "share_hour: the state's partitions hold 1 item(s) that are not objects "
+                        '("not a partition"); they are no bookmark of any account and are left '
+                        "out of the state"
+                    ),
+                )
+            ],
             id="other-replication-key",
         ),
         pytest.param(

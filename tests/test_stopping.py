@@ -7,24 +7,22 @@ would.
 
 from __future__ import annotations
 
-import array
-import fcntl
 import json
 import os
 import signal
 import subprocess
-import termios
 import threading
 import time
 import typing as t
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import TAP_EXECUTABLE, TODAY, hourly_rows, key_of
 from tests.emulator import Fault, WeChatEmulator
 
-if t.TYPE_CHECKING:
-    from pathlib import Path
+# Process-boundary tests: scripts/test runs them on every Python the package supports.
+pytestmark = pytest.mark.boundary
 
 HOURLY = "/datacube/getusersharehour"
 DAILY = "/datacube/getusershare"
@@ -163,25 +161,18 @@ def test_a_signal_stops_a_run_whose_requests_hang_and_names_failed_accounts(
     assert "Stopped by SIGTERM" in lines[-1]
 
 
-def wait_until_full(fd: int, timeout: float = 60.0) -> None:
-    """Wait until the pipe ``fd`` reads from is full and its writer blocked on it.
+def wait_until_blocked_writing(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Wait until the process's main thread is blocked writing to its full stdout pipe.
 
-    Not a fixed sleep: how long the tap takes to fill it depends on the machine's load. Full:
-    more than half its capacity waiting, unchanged for a second (the writer waits for room for
-    a whole page, so a full pipe holds somewhat less than its capacity).
+    Read from the kernel (the thread's wait channel), not guessed from a delay: a slow start
+    (a busy machine) must not make the signal arrive before the tap has written anything.
     """
-    half = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) // 2
-    waiting = array.array("i", [0])
-    seen, since = -1, time.monotonic()
-    deadline = since + timeout
-    while time.monotonic() < deadline:
-        fcntl.ioctl(fd, termios.FIONREAD, waiting)
-        if waiting[0] != seen:
-            seen, since = waiting[0], time.monotonic()
-        elif seen > half and time.monotonic() - since >= 1.0:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"the tap did not fill its stdout pipe in {timeout:.0f} s")
+    wchan = Path(f"/proc/{process.pid}/wchan")
+    deadline = time.monotonic() + timeout
+    while "pipe_write" not in wchan.read_text():
+        assert process.poll() is None, "the tap ended before its output filled the pipe"
+        assert time.monotonic() < deadline, f"not blocked writing after {timeout} s"
+        time.sleep(0.02)
 
 
 def test_a_second_signal_ends_the_run_at_once(emu3: WeChatEmulator, tmp_path: Path) -> None:
@@ -194,8 +185,7 @@ def test_a_second_signal_ends_the_run_at_once(emu3: WeChatEmulator, tmp_path: Pa
         stderr=subprocess.DEVNULL,
     )
     try:
-        assert process.stdout is not None
-        wait_until_full(process.stdout.fileno())
+        wait_until_blocked_writing(process)
         process.send_signal(signal.SIGTERM)
         with pytest.raises(subprocess.TimeoutExpired):
             process.wait(2)

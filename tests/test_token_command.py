@@ -1,4 +1,5 @@
-"""The token command as a real process: timeout, process group, children, stdin, stop."""
+"""The token command as a real process: timeout, process group, children, stdin, stop, and
+the environment it runs in."""
 
 from __future__ import annotations
 
@@ -14,13 +15,19 @@ from pathlib import Path
 
 import pytest
 
+from tap_wechat_share.accounts import AccountEntry, make_accounts
 from tap_wechat_share.authenticators import CommandTokenAuthenticator
-from tap_wechat_share.client import FatalError, StopRequestedError
+from tap_wechat_share.client import FatalError, StopRequestedError, WeChatClient
 from tap_wechat_share.redact import REDACTED, redact_text
-from tests.conftest import APP_ID
+from tests.conftest import APP_ID, APP_ID_2, run_tap, two_accounts
+
+# Process-boundary tests: scripts/test runs them on every Python the package supports.
+pytestmark = pytest.mark.boundary
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from tests.emulator import WeChatEmulator
 
 TOKEN = "token-from-the-command-0123456789"
 
@@ -230,3 +237,48 @@ def test_a_large_stderr_does_not_block_the_command() -> None:
     command = f"head -c 200000 /dev/zero | tr '\\0' 'x' >&2; echo {TOKEN}"
     authenticator = CommandTokenAuthenticator(APP_ID, command, timeout=10)
     assert authenticator.token() == TOKEN
+
+
+def test_what_a_command_leaves_running_ends_with_it_in_a_real_run(
+    emulator: WeChatEmulator, tmp_path: Path, leftovers: list[int]
+) -> None:
+    # Each account's command starts a background sleep and prints the account's token: after
+    # the run, no sleep is left (one per account stayed behind, exit 0).
+    pids = tmp_path / "pids"
+    accounts = [
+        {
+            "app_id": app_id,
+            "access_token_command": (
+                f"sleep 123 & echo $! >> {pids}; echo {emulator.issue_token(app_id)}"
+            ),
+        }
+        for app_id in (APP_ID, APP_ID_2)
+    ]
+    config = two_accounts(emulator) | {"accounts": accounts, "end_date": "2026-11-01"}
+    out = run_tap(config, tmp_path)
+    children = [int(line) for line in pids.read_text().split()]
+    leftovers.extend(os.getpgid(pid) for pid in children if _running(pid))
+    assert out.exit_code == 0
+    assert len(children) == 2
+    assert _all_gone(children[0], *children)
+
+
+def test_accounts_share_one_environment_and_each_command_gets_its_own_app_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TAP_TEST_MARK", "shared")
+    config = {"access_token_command": 'echo "t-$WECHAT_APP_ID-$TAP_TEST_MARK"'}
+    entries = [AccountEntry(f"wx{n}", None, None, f"accounts[{n}]") for n in range(3)]
+    entries.append(AccountEntry("wx9", "access_token_command", 'echo "own-$WECHAT_APP_ID"', "x"))
+    accounts = make_accounts(config, entries, WeChatClient("http://127.0.0.1:9"))
+    authenticators = [
+        t.cast("CommandTokenAuthenticator", a.authenticator) for a in accounts.values()
+    ]
+    assert all(a.env is authenticators[0].env for a in authenticators)  # one mapping, not four
+    assert "WECHAT_APP_ID" not in (authenticators[0].env or {})
+    assert [a.token() for a in authenticators] == [
+        "t-wx0-shared",
+        "t-wx1-shared",
+        "t-wx2-shared",
+        "own-wx9",
+    ]
