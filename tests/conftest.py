@@ -280,15 +280,22 @@ def freeze_clock(monkeypatch: pytest.MonkeyPatch, instant: pendulum.DateTime) ->
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests that run a process (``process``): mutation testing leaves them out.
+    """Mark the tests that run a process (``process``), and keep each end-to-end module together.
 
     A mutant lives in the test process only; the console script in a subprocess runs the
     installed code, so such a test cannot catch a mutant and only costs time there.
+
+    With pytest-xdist (``scripts/test`` runs ``-n 3 --dist loadgroup``), every test of a module
+    that uses PostgreSQL runs on one worker, so that its module- and session-scoped fixtures (a
+    server, a Meltano project with its plugins installed) are made once, not once per worker.
     """
+    end_to_end = {item.path for item in items if "postgres" in getattr(item, "fixturenames", ())}
     for item in items:
         code = getattr(getattr(item, "function", None), "__code__", None)
         if code is not None and {"run_tap", "subprocess", "TAP_EXECUTABLE"} & set(code.co_names):
             item.add_marker(pytest.mark.process)
+        if item.path in end_to_end:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
 
 @pytest.fixture(autouse=True)

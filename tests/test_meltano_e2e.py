@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,7 +145,14 @@ def meltano_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meltan
     )
     started = time.monotonic()
     out = subprocess.run(
-        [str(MELTANO), "install", "tap-wechat-share", "target-postgres", "target-duckdb"],
+        [
+            str(MELTANO),
+            "install",
+            "tap-wechat-share",
+            "target-postgres",
+            "target-duckdb",
+            "dbt-postgres",
+        ],
         cwd=root,
         env=base_env,
         stdout=subprocess.PIPE,
@@ -199,6 +207,9 @@ def pipeline_env(
         TARGET_POSTGRES_PASSWORD=pg.password,
         TARGET_POSTGRES_DATABASE=pg.database,
         TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=schema,
+        # dbt-postgres reads the TARGET_POSTGRES_* connection and source schema by default;
+        # its models go into the test's schema too, so that they are dropped with it.
+        DBT_POSTGRES_SCHEMA=schema,
     )
     return env
 
@@ -430,6 +441,7 @@ def test_meltano_run_into_postgres_then_incremental(
         "article_share": set(),
         "biz_share": set(),
     }
+
     print(
         f"\n[meltano] install {meltano_project.install_seconds:.1f} s, first run "
         f"{first_seconds:.1f} s, incremental run {second_seconds:.1f} s"
@@ -671,14 +683,17 @@ def served_biz_rows(
 def test_meltano_run_merges_a_delayed_day_and_deselects_a_retired_stream(
     meltano_project: MeltanoProject, postgres: PostgresServer, postgres_schema: str
 ) -> None:
-    """Issues 12 and 21 through Meltano into PostgreSQL.
+    """Issues 12, 21 and 22 through Meltano into PostgreSQL.
 
     First run: WeChat says the latest day is not final (``is_delay``) and has retired
     getusershare. The run ends non-zero with one line naming biz_share; article_share and
     biz_share hold the provisional figures (never asked before 2025-11-01) and share_hour
     loads. The two ``meltano select`` commands of that line are run as a user would (no
     --environment). Second run: share_day is not asked, the delayed day is read again (in both
-    streams) and the target's merge leaves its final figures, once.
+    streams) and the target's merge leaves its final figures, once. That run is
+    ``meltano run tap-wechat-share target-postgres dbt-postgres:run dbt-postgres:test``: the dbt
+    models are built and tested over every stream (with share_day rows for two days put in by
+    hand), and each of their rows must be what the emulator's figures make of them.
     """
     schema = postgres_schema
     meltano_yml = meltano_project.root / "meltano.yml"
@@ -735,9 +750,25 @@ def test_meltano_run_merges_a_delayed_day_and_deselects_a_retired_stream(
                     timeout=120,
                 )
 
+            # For the dbt models (issue 22): share_day rows for two days, as if getusershare had
+            # answered them before its retirement: one before biz_share's first day (the sharers
+            # come from share_day), one after (biz_share's win); every day's figures come from
+            # share_day where it has the day, else from share_hour. The second run reads neither
+            # day again.
+            share_days = (ARTICLE_START + dt.timedelta(days=1), first_day + dt.timedelta(days=2))
+            day_rows = insert_share_day_rows(postgres, schema, emu, share_days)
+
             emu.delay_latest = False
             emu.reset_calls()
-            meltano_project.run("run", "tap-wechat-share", "target-postgres", env=env)
+            # Load and model in one command (issue 22), then the models' tests.
+            meltano_project.run(
+                "run",
+                "tap-wechat-share",
+                "target-postgres",
+                "dbt-postgres:run",
+                "dbt-postgres:test",
+                env=env,
+            )
             assert emu.calls_to(DAILY) == []
             assert [c.begin_date for c in emu.calls_to(ARTICLE)] == [ARTICLE_END.isoformat()]
             articles = loaded_article_rows(postgres, schema)
@@ -754,8 +785,53 @@ def test_meltano_run_merges_a_delayed_day_and_deselects_a_retired_stream(
             assert set(loaded_hour_rows(postgres, schema)) == expected_hour_rows_from(
                 emu, ARTICLE_START, ARTICLE_END
             )
+            assert_models_match(
+                postgres,
+                schema,
+                hours=spanning_hour_rows(emu),
+                days=day_rows,
+                articles=served_article_rows(emu, first_day, ARTICLE_END),
+                biz=served_biz_rows(emu, first_day, ARTICLE_END),
+            )
         finally:
             meltano_yml.write_text(original)
+
+
+def insert_share_day_rows(
+    pg: PostgresServer, schema: str, emu: WeChatEmulator, share_days: tuple[dt.date, ...]
+) -> set[DayRow]:
+    """Insert the emulator's getusershare rows of ``share_days`` into ``share_day``; return them."""
+    rows = {
+        (
+            APP_ID,
+            str(r["ref_date"]),
+            int(r["share_scene"]),
+            int(r["share_count"]),
+            int(r["share_user"]),
+        )
+        for day in share_days
+        for r in emu.daily_rows(APP_ID, day)
+    }
+    assert {row[1] for row in rows} == {str(day) for day in share_days}, "a day without rows"
+    pg.query(
+        f'INSERT INTO "{schema}".share_day '
+        "(app_id, ref_date, share_scene, share_count, share_user) VALUES "
+        + ", ".join(f"('{a}', '{d}', {s}, {c}, {u})" for a, d, s, c, u in rows)
+    )
+    return rows
+
+
+def spanning_hour_rows(emu: WeChatEmulator) -> set[HourRow]:
+    """The emulator's getusersharehour rows of ARTICLE_START..ARTICLE_END.
+
+    They hold a day without any share inside their span: wechat_share_by_hour counts it as a day
+    of 0 shares.
+    """
+    hours = expected_hour_rows_from(emu, ARTICLE_START, ARTICLE_END)
+    hour_days = sorted({row[1] for row in hours})
+    assert len(hour_days) < (ARTICLE_END - ARTICLE_START).days + 1
+    assert (hour_days[0], hour_days[-1]) == (str(ARTICLE_START), str(ARTICLE_END))
+    return hours
 
 
 def expected_hour_rows_from(emu: WeChatEmulator, first: dt.date, last: dt.date) -> set[HourRow]:
@@ -772,3 +848,128 @@ def expected_hour_rows_from(emu: WeChatEmulator, first: dt.date, last: dt.date) 
         for day in days(first, last)
         for row in emu.hourly_rows(APP_ID, day)
     }
+
+
+# The dbt models (issue 22) ----------------------------------------------------------------------
+
+ArticleRow = tuple[str, str, str, int]
+BizRow = tuple[str, str, int]
+Text = tuple[str | None, ...]
+
+
+def model_rows(pg: PostgresServer, schema: str, model: str, columns: str) -> list[Text]:
+    """Every row of the dbt model ``model`` (as psql's text, NULL as None)."""
+    return pg.query(f'SELECT {columns} FROM "{schema}".{model}')
+
+
+def _bounds(parts: list[int]) -> tuple[str | None, str, str]:
+    """share_user (exact for one part only), share_user_low, share_user_high, as text."""
+    exact = str(parts[0]) if len(parts) == 1 else None
+    return exact, str(max(parts)), str(sum(parts))
+
+
+def assert_models_match(
+    pg: PostgresServer,
+    schema: str,
+    *,
+    hours: set[HourRow],
+    days: set[DayRow],
+    articles: set[ArticleRow],
+    biz: set[BizRow],
+) -> None:
+    """The four marts hold exactly what the WeChat rows loaded (the emulator's) make of them."""
+    assert hours, "no hourly rows: the test would prove nothing"
+    # wechat_share_daily: share_day's rows where it has the day, else the hours' sums.
+    day_keys = {(app, day) for app, day, *_ in days}
+    hour_sums: dict[tuple[str, str, int], int] = {}
+    for app, day, _hour, scene, count, _users in hours:
+        if (app, day) not in day_keys:
+            hour_sums[app, day, scene] = hour_sums.get((app, day, scene), 0) + count
+    expected_daily = {
+        (app, day, str(scene), str(count), str(users), "share_day")
+        for app, day, scene, count, users in days
+    } | {
+        (app, day, str(scene), str(count), None, "share_hour")
+        for (app, day, scene), count in hour_sums.items()
+    }
+    daily = model_rows(
+        pg,
+        schema,
+        "wechat_share_daily",
+        "app_id, ref_date, share_scene, share_count, share_user, source",
+    )
+    assert len(daily) == len(set(daily)), "wechat_share_daily holds a row twice"
+    assert set(daily) == expected_daily
+
+    # wechat_share_by_hour: totals per hour and scene, days = the account's span of days.
+    totals: dict[tuple[str, int, int], int] = {}
+    span: dict[str, list[dt.date]] = {}
+    for app, day, hour, scene, count, _users in hours:
+        totals[app, hour, scene] = totals.get((app, hour, scene), 0) + count
+        span.setdefault(app, []).append(dt.date.fromisoformat(day))
+    loaded_days = {app: (max(d) - min(d)).days + 1 for app, d in span.items()}
+    expected_by_hour = {
+        (
+            app,
+            str(hour),
+            str(scene),
+            str(loaded_days[app]),
+            str(total),
+            str((Decimal(total) / loaded_days[app]).quantize(Decimal("0.01"), ROUND_HALF_UP)),
+        )
+        for (app, hour, scene), total in totals.items()
+    }
+    by_hour = model_rows(
+        pg,
+        schema,
+        "wechat_share_by_hour",
+        "app_id, ref_hour, share_scene, days, share_count_total, share_count_avg",
+    )
+    assert set(by_hour) == expected_by_hour
+    assert len(by_hour) == len(expected_by_hour)
+
+    # wechat_article_share_totals: per article, its days with sharers and their sum.
+    per_article: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for app, day, msgid, users in articles:
+        per_article.setdefault((app, msgid), []).append((day, users))
+    expected_articles = {
+        (
+            app,
+            msgid,
+            min(day for day, users in shared if users > 0),
+            max(day for day, users in shared if users > 0),
+            str(sum(1 for _day, users in shared if users > 0)),
+            str(sum(users for _day, users in shared)),
+        )
+        for (app, msgid), shared in per_article.items()
+    }
+    article_totals = model_rows(
+        pg,
+        schema,
+        "wechat_article_share_totals",
+        "app_id, msgid, first_shared, last_shared, days_shared, share_user_total",
+    )
+    assert len(article_totals) == len(expected_articles)
+    assert set(article_totals) == expected_articles
+
+    # wechat_account_sharers_daily: biz_share, else share_day's scenes, else share_hour's parts.
+    parts: dict[tuple[str, str], tuple[str, list[int]]] = {}
+    for app, day, _hour, _scene, _count, users in hours:
+        parts.setdefault((app, day), ("share_hour", []))[1].append(users)
+    for app, day, _scene, _count, users in days:
+        if parts.get((app, day), ("",))[0] != "share_day":
+            parts[app, day] = ("share_day", [])
+        parts[app, day][1].append(users)
+    for app, day, users in biz:
+        parts[app, day] = ("biz_share", [users])
+    expected_sharers = {
+        (app, day, *_bounds(users), source) for (app, day), (source, users) in parts.items()
+    }
+    sharers = model_rows(
+        pg,
+        schema,
+        "wechat_account_sharers_daily",
+        "app_id, ref_date, share_user, share_user_low, share_user_high, source",
+    )
+    assert len(sharers) == len(expected_sharers)
+    assert set(sharers) == expected_sharers

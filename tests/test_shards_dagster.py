@@ -9,9 +9,14 @@ PostgreSQL of ``tests/postgres.py``. The steps inherit this process's environmen
 inherit the deployment's in production: the test sets the tap's, the target's and Meltano's
 variables with ``monkeypatch`` after removing the caller's.
 
-One test, four runs: 3 shards from no state; 3 shards again (incremental); 2 shards without
-resharding (refused before any call); ``scripts/reshard --from 3 --to 2`` then 2 shards, which
-read only ``lookback_days`` per account.
+One test, in order: a state of the unsharded ``meltano run`` (set with ``meltano state set``)
+makes 3 shards refused, with the reshard command to run; with ``allow_new_shard_count``, a target
+that cannot be reached fails the step that prepares the target, once, naming the cause; then the
+first run of 3 shards into a schema that does not exist yet (the target's schema and tables are
+prepared once before the shards start; shard 1's first try stops as when WeChat cannot be reached
+and is retried after the delay); ``scripts/reshard --from 3 --to 2``; 2 shards with a later end
+date, which read only ``lookback_days`` and the new days per account; 4 shards, refused with the
+latest shard count (2), not the largest (3).
 """
 
 from __future__ import annotations
@@ -21,19 +26,23 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shlex
 import shutil
+import socket
 import subprocess
 import time
 import typing as t
+import uuid
 from dataclasses import dataclass
 from urllib.parse import quote
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
 
-from orchestration.dagster_wechat.definitions import wechat_share_shards
-from orchestration.shards import MeltanoCli, accounts_in, shard_state_ids
+from orchestration.dagster_wechat.definitions import shards_job
+from orchestration.shards import MeltanoCli, accounts_in, shard_state_ids, state_id
 from tests.emulator import WeChatEmulator
+from tests.postgres import _psql as psql
 from tests.test_meltano_e2e import (
     DAILY,
     HOURLY,
@@ -106,20 +115,34 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run_job(instance: DagsterInstance, root: Path, shard_count: int) -> JobExecutionResult:
+def run_job(
+    instance: DagsterInstance,
+    root: Path,
+    shard_count: int,
+    *,
+    allow_new_shard_count: bool = False,
+    executable: Path = MELTANO,
+) -> JobExecutionResult:
     """Run the Dagster job with ``shard_count`` shards, each step a process of its own."""
     started = time.monotonic()
     result = execute_job(
-        reconstructable(wechat_share_shards),
+        reconstructable(shards_job),
         instance=instance,
         run_config={
-            "ops": {"plan_shards": {"config": {"shard_count": shard_count}}},
+            "ops": {
+                "plan_shards": {
+                    "config": {
+                        "shard_count": shard_count,
+                        "allow_new_shard_count": allow_new_shard_count,
+                    }
+                }
+            },
             "resources": {
                 "meltano": {
                     "config": {
                         "project_root": str(root),
                         "environment": ENVIRONMENT,
-                        "executable": str(MELTANO),
+                        "executable": str(executable),
                     }
                 }
             },
@@ -132,6 +155,24 @@ def run_job(instance: DagsterInstance, root: Path, shard_count: int) -> JobExecu
 
 def step_messages(instance: DagsterInstance, result: JobExecutionResult) -> list[str]:
     return [entry.user_message for entry in instance.all_logs(result.run_id)]
+
+
+def failures(result: JobExecutionResult) -> dict[str, str]:
+    """Step key -> the description of the ``Failure`` that failed it."""
+    return {
+        event.step_key or "": event.step_failure_data.user_failure_data.description or ""
+        for event in result.all_events
+        if event.event_type == DagsterEventType.STEP_FAILURE
+        and event.step_failure_data.user_failure_data is not None
+    }
+
+
+def refused_in_plan(result: JobExecutionResult) -> str:
+    """The refusal of a run that ``plan_shards`` stopped, before any other step."""
+    assert not result.success
+    started = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
+    assert started == {"plan_shards"}
+    return failures(result)["plan_shards"]
 
 
 def hourly_days_read(emu: WeChatEmulator) -> dict[str, list[str]]:
@@ -232,11 +273,14 @@ class Pipeline:
 def pipeline(
     project: Path,
     postgres: PostgresServer,
-    postgres_schema: str,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> Iterator[Pipeline]:
-    """The emulator, and the environment of the job's steps (set here: the steps inherit it)."""
+    """The emulator, and the environment of the job's steps (set here: the steps inherit it).
+
+    The target's schema does not exist: the job's first run creates it.
+    """
+    target_schema = f"wechat_shards_{uuid.uuid4().hex[:12]}"
     wechat = WeChatEmulator(apps=SECRETS, today=TODAY).start()
     for name in list(os.environ):
         if name.startswith(SCRUBBED_PREFIXES):
@@ -272,7 +316,9 @@ def pipeline(
         "TARGET_POSTGRES_USER": postgres.user,
         "TARGET_POSTGRES_PASSWORD": postgres.password,
         "TARGET_POSTGRES_DATABASE": postgres.database,
-        "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": postgres_schema,
+        "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": target_schema,
+        # A shard's try stopped because WeChat cannot be reached is tried again 1 s later.
+        "WECHAT_UNREACHABLE_RETRY_DELAY": "1",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -282,7 +328,7 @@ def pipeline(
         yield Pipeline(
             emu=wechat,
             pg=postgres,
-            schema=postgres_schema,
+            schema=target_schema,
             project=project,
             meltano=MeltanoCli(project, ENVIRONMENT, str(MELTANO)),
             instance=instance,
@@ -290,6 +336,7 @@ def pipeline(
     finally:
         instance.dispose()
         postgres.drop_schema(system_schema)
+        postgres.drop_schema(target_schema)
         wechat.stop()
 
 
@@ -299,14 +346,98 @@ def assert_shard_logged(messages: list[str], index: int, count: int) -> None:
     assert any(line in message for message in messages), line
 
 
-def run_three_shards_twice(p: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    """3 shards from no state, then again with a later end date (incremental)."""
-    first = run_job(p.instance, p.project, 3)
-    assert first.success
+def refuse_the_unsharded_state(p: Pipeline) -> None:
+    """A state of the unsharded ``meltano run`` and none for 3 shards: refused, with the command."""
+    unsharded = state_id(ENVIRONMENT)
+    bookmark = {"replication_key": "ref_date", "replication_key_value": FIRST_END.isoformat()}
+    partitions = [{"context": {"app_id": app_id}, **bookmark} for app_id in APP_IDS]
+    p.meltano.set_state(unsharded, {"bookmarks": {"share_hour": {"partitions": partitions}}})
+    refusal = refused_in_plan(run_job(p.instance, p.project, 3))
+    assert f"scripts/reshard --from-state-id {unsharded} --to 3 first" in refusal
+    assert p.emu.calls == []
+
+
+def a_target_that_cannot_be_reached_fails_once(
+    p: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Preparing the target fails, naming the cause, before any shard starts."""
+    # A port bound and not listening: every connection to it is refused.
+    with socket.socket() as closed, monkeypatch.context() as patch:
+        closed.bind(("127.0.0.1", 0))
+        patch.setenv("TARGET_POSTGRES_PORT", str(closed.getsockname()[1]))
+        failed = run_job(p.instance, p.project, 3, allow_new_shard_count=True)
+    assert not failed.success
+    started = {e.step_key for e in failed.all_events if e.event_type == DagsterEventType.STEP_START}
+    assert started == {"plan_shards", "prepare_target"}
+    message = failures(failed)["prepare_target"]
+    assert message.startswith("preparing the target: meltano invoke target-postgres exited 1: ")
+    assert "target-postgres: " in message
+    assert "Connection refused" in message
+    assert "BrokenPipe" not in message
+    assert p.emu.calls == []
+
+
+def watched_meltano(p: Pipeline, tmp: Path) -> Path:
+    """The real ``meltano``, with two things added to each shard's ``meltano run``.
+
+    Before the run starts, the tables its target will find in the target's schema are written to
+    ``tmp/found-<shard index>``, one line per try (the shards' targets must find them ready,
+    not race to create them). And shard 1's first try stops as when WeChat cannot be reached:
+    the tap's own stop is tested with the tap; here only the job's answer to it matters (Meltano
+    relays the tap's ERROR line, then exits 1).
+    """
+    marker = tmp / "shard-1-stopped"
+    wrapper = tmp / "meltano"
+    tables = (
+        "SELECT coalesce(string_agg(table_name, ',' ORDER BY table_name), '') "  # noqa: S608
+        f"FROM information_schema.tables WHERE table_schema = '{p.schema}'"
+    )
+    pg = " ".join(f"{k}={shlex.quote(v)}" for k, v in p.pg.env().items() if k.startswith("PG"))
+    line = (
+        "2026-12-01T00:30:00.000000Z [error    ] tap-wechat-share WeChat cannot be reached: could "
+        "not connect to 127.0.0.1:9 (connection refused); nothing was lost: run again later"
+    )
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'if [ "$2" = run ]; then\n'
+        f'  {pg} {shlex.quote(psql())} -XtAc "{tables}" '
+        f'>> "{tmp}/found-$TAP_WECHAT_SHARE_SHARD_INDEX"\n'
+        f'  if [ "$TAP_WECHAT_SHARE_SHARD_INDEX" = 1 ] && [ ! -e "{marker}" ]; then\n'
+        f'    touch "{marker}"\n'
+        f"    echo '{line}' >&2\n"
+        "    echo '2026-12-01T00:30:00.100000Z [error    ] meltano      Extractor failed' >&2\n"
+        "    exit 1\n"
+        "  fi\n"
+        "fi\n"
+        f'exec "{MELTANO}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def run_three_shards_into_a_new_schema(p: Pipeline, tmp: Path) -> None:
+    """3 shards from no state into a schema that does not exist: prepared once, then loaded."""
+    exists = f"SELECT count(*) FROM pg_namespace WHERE nspname = '{p.schema}'"  # noqa: S608
+    assert p.pg.scalar(exists) == "0", "the target's schema exists before the first run"
+    first = run_job(
+        p.instance, p.project, 3, allow_new_shard_count=True, executable=watched_meltano(p, tmp)
+    )
+    assert first.success, failures(first)
+    ready = "article_share,share_day,share_hour"
+    found = {i: (tmp / f"found-{i}").read_text(encoding="utf-8").split() for i in range(3)}
+    assert found == {0: [ready], 1: [ready, ready], 2: [ready]}, "a shard started unprepared"
     assert p.emu.wait_idle()
     assert_each_account_read_once(p.emu, START, FIRST_END)
     assert_tables_hold_served_rows(p.pg, p.schema, p.emu, FIRST_END)
     messages = step_messages(p.instance, first)
+    assert any(
+        "target-postgres: schema and tables ready for article_share, share_day, share_hour" in m
+        for m in messages
+    )
+    retried = [
+        e.step_key for e in first.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY
+    ]
+    assert retried == ["run_shard[shard_1_of_3]"]
     ids = shard_state_ids(ENVIRONMENT, 3)
     assert ids[0] == "dev:tap-wechat-share-to-target-postgres:shard-0-of-3"
     for index, shard_id in enumerate(ids):
@@ -323,30 +454,6 @@ def run_three_shards_twice(p: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None
         }
         assert accounts_in(state) == expected, shard_id
     assert f"3 shard(s) done: {', '.join(ids)}" in messages
-
-    p.emu.reset_calls()
-    monkeypatch.setenv("TAP_WECHAT_SHARE_END_DATE", SECOND_END.isoformat())
-    second = run_job(p.instance, p.project, 3)
-    assert second.success
-    assert p.emu.wait_idle()
-    resume = FIRST_END - dt.timedelta(days=LOOKBACK_DAYS - 1)
-    assert_each_account_read_once(p.emu, resume, SECOND_END)
-    assert_tables_hold_served_rows(p.pg, p.schema, p.emu, SECOND_END)
-    # Its states' bookmarks (every account at SECOND_END) are checked after resharding.
-
-
-def refuse_two_shards_without_reshard(p: Pipeline) -> None:
-    """A new shard count with no states of its own stops before any meltano run or API call."""
-    p.emu.reset_calls()
-    refused = run_job(p.instance, p.project, 2)
-    assert not refused.success
-    failures = [
-        event for event in refused.all_events if event.event_type == DagsterEventType.STEP_FAILURE
-    ]
-    assert [event.step_key for event in failures] == ["plan_shards"]
-    errors = [str(event.step_failure_data.error) for event in failures if event.step_failure_data]
-    assert "scripts/reshard --from 3 --to 2" in "\n".join(errors)
-    assert p.emu.calls == []
 
 
 def reshard_3_to_2(p: Pipeline) -> None:
@@ -365,40 +472,54 @@ def reshard_3_to_2(p: Pipeline) -> None:
         assert f"set {new_id}" in reshard.stdout
         state = p.meltano.get_state(new_id)
         assert bookmarks_by_account(state, "share_hour") == dict.fromkeys(
-            APP_IDS, SECOND_END.isoformat()
+            APP_IDS, FIRST_END.isoformat()
         )
     for secret in SECRETS.values():
         assert secret not in reshard.stdout + reshard.stderr
 
 
-def run_two_shards(p: Pipeline) -> None:
-    """2 shards after resharding, no new day: each account reads its lookback_days, once."""
+def run_two_shards(p: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2 shards after resharding, a later end date: each account reads from its lookback, once."""
     p.emu.reset_calls()
+    monkeypatch.setenv("TAP_WECHAT_SHARE_END_DATE", SECOND_END.isoformat())
     third = run_job(p.instance, p.project, 2)
-    assert third.success
+    assert third.success, failures(third)
     assert p.emu.wait_idle()
-    resume = SECOND_END - dt.timedelta(days=LOOKBACK_DAYS - 1)
+    resume = FIRST_END - dt.timedelta(days=LOOKBACK_DAYS - 1)
     assert_each_account_read_once(p.emu, resume, SECOND_END)
-    assert all(len(read) == LOOKBACK_DAYS for read in hourly_days_read(p.emu).values())
+    new_days = (SECOND_END - FIRST_END).days
+    assert all(len(read) == LOOKBACK_DAYS + new_days for read in hourly_days_read(p.emu).values())
     assert_tables_hold_served_rows(p.pg, p.schema, p.emu, SECOND_END)
     messages = step_messages(p.instance, third)
     for index, new_id in enumerate(shard_state_ids(ENVIRONMENT, 2)):
         assert_shard_logged(messages, index, 2)
         state = p.meltano.get_state(new_id)
-        # Its own accounts and, passed through untouched, the other shard's.
-        assert bookmarks_by_account(state, "share_hour") == dict.fromkeys(
-            APP_IDS, SECOND_END.isoformat()
-        )
+        # Its own accounts read to SECOND_END; the other shard's passed through untouched.
+        own = own_accounts(index, 2)
+        assert bookmarks_by_account(state, "share_hour") == {
+            app_id: (SECOND_END if app_id in own else FIRST_END).isoformat() for app_id in APP_IDS
+        }
 
 
-def test_dagster_job_runs_shards_in_parallel_then_reshards_3_to_2(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+def refuse_four_shards_naming_the_latest_count(p: Pipeline) -> None:
+    """States of 3 and of 2 shards, 2 run last: refused, resharding from 2 (not the largest, 3)."""
+    p.emu.reset_calls()
+    refusal = refused_in_plan(run_job(p.instance, p.project, 4))
+    assert "states exist for 2, 3 shard(s) and the unsharded run" in refusal
+    assert "scripts/reshard --from 2 --to 4 first" in refusal
+    assert p.emu.calls == []
+
+
+def test_dagster_job_first_run_into_a_new_schema_then_reshards_3_to_2(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     started = time.monotonic()
     for count in (2, 3):
         assert all(own_accounts(i, count) for i in range(count)), "a shard with no account"
-    run_three_shards_twice(pipeline, monkeypatch)
-    refuse_two_shards_without_reshard(pipeline)
+    refuse_the_unsharded_state(pipeline)
+    a_target_that_cannot_be_reached_fails_once(pipeline, monkeypatch)
+    run_three_shards_into_a_new_schema(pipeline, tmp_path)
     reshard_3_to_2(pipeline)
-    run_two_shards(pipeline)
-    print(f"\n[shards] four Dagster runs and a reshard in {time.monotonic() - started:.1f} s")
+    run_two_shards(pipeline, monkeypatch)
+    refuse_four_shards_naming_the_latest_count(pipeline)
+    print(f"\n[shards] six Dagster runs and a reshard in {time.monotonic() - started:.1f} s")
