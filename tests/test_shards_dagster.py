@@ -382,9 +382,9 @@ def watched_meltano(p: Pipeline, tmp: Path) -> Path:
 
     Before the run starts, the tables its target will find in the target's schema are written to
     ``tmp/found-<shard index>``, one line per try (the shards' targets must find them ready,
-    not race to create them). And shard 1's first try stops as when WeChat cannot be reached:
-    the tap's own stop is tested with the tap; here only the job's answer to it matters (Meltano
-    relays the tap's ERROR line, then exits 1).
+    not race to create them). And shard 1's first try is the real tap against an ``api_url``
+    that refuses connections: it stops as when WeChat cannot be reached, and the job must try
+    the shard again (Meltano relays the tap's ERROR line, then exits 1).
     """
     marker = tmp / "shard-1-stopped"
     wrapper = tmp / "meltano"
@@ -393,10 +393,9 @@ def watched_meltano(p: Pipeline, tmp: Path) -> Path:
         f"FROM information_schema.tables WHERE table_schema = '{p.schema}'"
     )
     pg = " ".join(f"{k}={shlex.quote(v)}" for k, v in p.pg.env().items() if k.startswith("PG"))
-    line = (
-        "2026-12-01T00:30:00.000000Z [error    ] tap-wechat-share WeChat cannot be reached: could "
-        "not connect to 127.0.0.1:9 (connection refused); nothing was lost: run again later"
-    )
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{closed.getsockname()[1]}"
     wrapper.write_text(
         "#!/bin/sh\n"
         'if [ "$2" = run ]; then\n'
@@ -404,9 +403,7 @@ def watched_meltano(p: Pipeline, tmp: Path) -> Path:
         f'>> "{tmp}/found-$TAP_WECHAT_SHARE_SHARD_INDEX"\n'
         f'  if [ "$TAP_WECHAT_SHARE_SHARD_INDEX" = 1 ] && [ ! -e "{marker}" ]; then\n'
         f'    touch "{marker}"\n'
-        f"    echo '{line}' >&2\n"
-        "    echo '2026-12-01T00:30:00.100000Z [error    ] meltano      Extractor failed' >&2\n"
-        "    exit 1\n"
+        f'    TAP_WECHAT_SHARE_API_URL={refused} exec "{MELTANO}" "$@"\n'
         "  fi\n"
         "fi\n"
         f'exec "{MELTANO}" "$@"\n'
@@ -423,7 +420,7 @@ def run_three_shards_into_a_new_schema(p: Pipeline, tmp: Path) -> None:
         p.instance, p.project, 3, allow_new_shard_count=True, executable=watched_meltano(p, tmp)
     )
     assert first.success, failures(first)
-    ready = "article_share,share_day,share_hour"
+    ready = "article_share,biz_share,share_day,share_hour"
     found = {i: (tmp / f"found-{i}").read_text(encoding="utf-8").split() for i in range(3)}
     assert found == {0: [ready], 1: [ready, ready], 2: [ready]}, "a shard started unprepared"
     assert p.emu.wait_idle()
@@ -431,7 +428,8 @@ def run_three_shards_into_a_new_schema(p: Pipeline, tmp: Path) -> None:
     assert_tables_hold_served_rows(p.pg, p.schema, p.emu, FIRST_END)
     messages = step_messages(p.instance, first)
     assert any(
-        "target-postgres: schema and tables ready for article_share, share_day, share_hour" in m
+        "target-postgres: schema and tables ready for "
+        "article_share, biz_share, share_day, share_hour" in m
         for m in messages
     )
     retried = [
