@@ -37,6 +37,7 @@ from tap_wechat_share.report import Report, duration, estimate, progress_line
 from tap_wechat_share.run import Run
 from tests.conftest import (
     APP_ID,
+    APP_ID_2,
     TAP_EXECUTABLE,
     TODAY,
     TapOutput,
@@ -329,6 +330,63 @@ def test_when_every_account_fails_the_summary_says_so(
         caplog.text
     )
     assert "the others were read" not in caplog.text
+
+
+def test_the_summary_counts_each_streams_accounts_requests_and_records(
+    emulator: WeChatEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One request at a time: the second account's share_hour stops at its third day, exactly.
+    emulator.add_fault(
+        Fault("errcode", path=HOURLY, app_id=APP_ID_2, day="2026-11-03", errcode=48001)
+    )
+    caplog.set_level(logging.INFO)
+    out = sync(two_accounts(emulator, max_concurrent_requests=1))
+    assert out.exit_code == 1
+    messages = [r.getMessage() for r in caplog.records]
+    at = messages.index("Summary of the run:")
+    requests = {"article_share": 12, "biz_share": 12, "share_day": 2, "share_hour": 9}
+    summary = {
+        line.split(":")[0].strip(): re.sub(r"\d+ s$", "N s", line) for line in messages[at + 1 :]
+    }
+    for stream, made in requests.items():
+        accounts = (
+            "1 of 2 accounts read, 1 failed"
+            if stream == "share_hour"
+            else ("2 of 2 accounts read, 0 failed")
+        )
+        assert summary[stream] == (
+            f"  {stream}: {accounts}; {made} requests (0 retries); "
+            f"{len(out.records(stream)):,} records; N s"
+        )
+    reason = next(m for m in messages if m.startswith(f"{APP_ID_2} failed in share_hour: "))
+    assert reason.endswith(
+        "errcode 48001: system error; the account may not call datacube: "
+        "it must be a certified (认证) Official Account, and a third-party "
+        "platform needs permission set 7"
+    )
+    assert messages[-2:] == [
+        "1 of 2 accounts failed; the others were read and their state written:",
+        "  " + reason.split("failed in share_hour: ", 1)[1],
+    ]
+
+
+def test_the_summary_counts_accounts_not_reached_apart_from_failed_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run = a_run(Clock())
+    counts = run.begin_stream("share_hour", HOURLY, requests=10)
+    counts.accounts, counts.accounts_done, counts.records = 5, 3, 42
+    counts.accounts_failed, counts.accounts_unreached = 2, 1
+    counts.requests_done = 4
+    caplog.set_level(logging.INFO, "test-report")
+    Report(run, logging.getLogger("test-report")).summary(["share_hour"], unreached=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Summary of the run:",
+        (
+            "  share_hour: 1 of 5 accounts read, 1 failed, 3 not reached; 4 requests "
+            "(0 retries); 42 records; 0 s; stopped before its end"
+        ),
+    ]
 
 
 def test_no_worker_thread_logs_after_the_summary(

@@ -252,7 +252,9 @@ def test_start_date_before_wechat_data_is_clamped_with_a_warning(
         "2014-12-01",
         "2014-12-02",
     ]
-    assert "before WeChat's data begins" in caplog.text
+    assert "start_date 2014-11-29 is before WeChat's data begins; reading from 2014-12-01" in [
+        r.getMessage() for r in caplog.records
+    ]
     assert bookmark(out.final_state, "share_hour") == "2014-12-02"
 
 
