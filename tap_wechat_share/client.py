@@ -821,22 +821,10 @@ class WeChatClient:
                 first = self.circuit.fault(account, str(exc))
                 if self.circuit.is_open:
                     raise UnreachableError(what) from None
-                if tries >= self.max_tries:
-                    msg = f"{what}: gave up after {self.max_tries} tries; last error: {exc}"
-                    raise UnreachedError(msg) from None
-                wait = backoff.full_jitter(self.backoff_factor * 2 ** (tries - 1))
                 # One warning per streak of network faults: at thousands of accounts against a
                 # host that is down, one per try would be most of the log.
-                logger.log(
-                    logging.WARNING if first else logging.DEBUG,
-                    "%s: %s; try %d of %d, retrying in %.1f s",
-                    what,
-                    exc,
-                    tries,
-                    self.max_tries,
-                    wait,
-                )
-                self.wait(wait, what)
+                level = logging.WARNING if first else logging.DEBUG
+                self._back_off(exc, tries, what, UnreachedError, level)
             except MinuteQuotaError as exc:
                 if minute_waits == MAX_MINUTE_WAITS:
                     msg = (
@@ -851,19 +839,34 @@ class WeChatClient:
                 logger.warning("%s: %s; waiting %.0f s for the next minute", what, exc, wait)
                 self.wait(wait, what)
             except RetriableError as exc:
-                if tries >= self.max_tries:
-                    msg = f"{what}: gave up after {self.max_tries} tries; last error: {exc}"
-                    raise FatalError(msg) from None
-                wait = backoff.full_jitter(self.backoff_factor * 2 ** (tries - 1))
-                logger.warning(
-                    "%s: %s; try %d of %d, retrying in %.1f s",
-                    what,
-                    exc,
-                    tries,
-                    self.max_tries,
-                    wait,
-                )
-                self.wait(wait, what)
+                self._back_off(exc, tries, what, FatalError, logging.WARNING)
+
+    def _back_off(
+        self,
+        exc: WeChatError,
+        tries: int,
+        what: str,
+        give_up: type[FatalError],
+        level: int,
+    ) -> None:
+        """Wait before the next try, or raise ``give_up`` once ``max_tries`` tries failed.
+
+        The wait is exponential backoff with full jitter; the line that says so is at ``level``.
+        """
+        if tries >= self.max_tries:
+            msg = f"{what}: gave up after {self.max_tries} tries; last error: {exc}"
+            raise give_up(msg) from None
+        wait = backoff.full_jitter(self.backoff_factor * 2 ** (tries - 1))
+        logger.log(
+            level,
+            "%s: %s; try %d of %d, retrying in %.1f s",
+            what,
+            exc,
+            tries,
+            self.max_tries,
+            wait,
+        )
+        self.wait(wait, what)
 
     def _post_once(
         self,
