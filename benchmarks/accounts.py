@@ -12,7 +12,7 @@ It prints a markdown table of figures with their targets, and exits 1 if a targe
   token per account, and they are given to the tap in an ``accounts_file`` (JSON), as a platform
   with thousands of accounts would. Nagle's algorithm is off on its sockets (as in
   ``benchmarks/backfill.py``).
-- The tap is the real ``tap-wechat-share`` console script in a subprocess with both streams
+- The tap is the real ``tap-wechat-share`` console script in a subprocess with every stream
   selected. Its CPU time (user + system) and peak memory (``ru_maxrss``) are that process's own,
   from ``os.wait4``; its stdout is read by this script, which counts the bytes of STATE
   messages and keeps the last one (the final state).

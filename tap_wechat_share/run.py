@@ -164,7 +164,7 @@ class Run:
           of what it and the other messages written since the last one add up to: those
           others are at least ``4 x S`` bytes; or
         - (by time) ``S / STATE_RATE`` seconds have passed since the last one (``STATE_RATE``:
-          256 KiB a second; 13 s for the 3.3 MB state of 10,000 accounts in three streams).
+          256 KiB a second; 17 s for the 4.4 MB state of 10,000 accounts in four streams).
 
         The two bounds that follow hold for any run, whatever the state's size and whether it
         grows (a fresh run) or not (a daily run over existing bookmarks):

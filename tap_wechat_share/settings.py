@@ -177,7 +177,7 @@ CONFIG_SCHEMA = th.PropertiesList(
         description=(
             "Seconds between STATE messages at the least (and one at the end of each stream). "
             "A state larger than 8 KiB (a few dozen accounts) also waits for its size at 256 "
-            "KiB/s (13 s at 10,000 accounts) unless records pour out, so that STATE stays a "
+            "KiB/s (17 s at 10,000 accounts) unless records pour out, so that STATE stays a "
             "bounded share of the output. A crash re-reads about one such gap of work. 0 = after "
             "every request window while the state is small."
         ),
