@@ -403,6 +403,12 @@ def _expected(
     return out
 
 
+def days(first: str, last: str) -> list[str]:
+    """Every day from ``first`` to ``last`` (both included), as YYYY-MM-DD."""
+    begin, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    return [(begin + dt.timedelta(days=n)).isoformat() for n in range((end - begin).days + 1)]
+
+
 def key_of(record: dict[str, t.Any]) -> tuple[t.Any, ...]:
     """A record's identity, for comparing sets of rows."""
     return tuple(

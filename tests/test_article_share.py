@@ -24,6 +24,7 @@ from tests.conftest import (
     biz_rows,
     bookmark,
     daily_rows,
+    days,
     hourly_rows,
     run_tap,
     sync,
@@ -33,11 +34,6 @@ from tests.emulator import ARTICLE_PATH, BIZ_PATH, DAILY_PATH, Fault, WeChatEmul
 
 if t.TYPE_CHECKING:
     from pathlib import Path
-
-
-def days(first: str, last: str) -> list[str]:
-    begin, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
-    return [(begin + dt.timedelta(days=n)).isoformat() for n in range((end - begin).days + 1)]
 
 
 def test_reads_exactly_the_served_rows_from_2025_11_01_and_never_asks_before(

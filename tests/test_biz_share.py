@@ -23,6 +23,7 @@ from tests.conftest import (
     TODAY,
     biz_rows,
     bookmark,
+    days,
     hourly_rows,
     sync,
     two_accounts,
@@ -31,11 +32,6 @@ from tests.emulator import ARTICLE_PATH, BIZ_PATH, Fault, WeChatEmulator
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
-
-
-def days(first: str, last: str) -> list[str]:
-    begin, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
-    return [(begin + dt.timedelta(days=n)).isoformat() for n in range((end - begin).days + 1)]
 
 
 def dates(first: str, last: str) -> Iterator[dt.date]:

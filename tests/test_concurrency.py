@@ -8,7 +8,7 @@ import typing as t
 import pytest
 
 from tap_wechat_share.lookahead import POLL_SECONDS
-from tests.conftest import TODAY, article_rows, bookmark, daily_rows, hourly_rows, sync
+from tests.conftest import TODAY, article_rows, bookmark, daily_rows, days, hourly_rows, sync
 from tests.emulator import Call, Fault, WeChatEmulator
 
 HOURLY = "/datacube/getusersharehour"
@@ -16,11 +16,6 @@ ARTICLE = "/datacube/getarticleshare"
 DAILY = "/datacube/getusershare"
 STABLE = "/cgi-bin/stable_token"
 FIRST, LAST = "2026-10-01", "2026-11-09"  # 40 days
-
-
-def days(first: str, last: str) -> list[str]:
-    day, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
-    return [(day + dt.timedelta(days=n)).isoformat() for n in range((end - day).days + 1)]
 
 
 def max_overlap(calls: list[Call]) -> int:
