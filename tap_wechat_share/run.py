@@ -40,6 +40,10 @@ class Output(t.NamedTuple):
     """Bytes of every message (RECORD, STATE, SCHEMA, ...)."""
 
 
+QUIET_ABOVE_ACCOUNTS = 10
+"""Above this many accounts, no line per account or partition at INFO (they go to DEBUG)."""
+
+
 class Task(t.NamedTuple):
     """One request of a run: a stream's window of days for one account."""
 
@@ -136,6 +140,16 @@ class Run:
     def __post_init__(self) -> None:
         """The first interval starts when the run is made."""
         self._last_state = self.clock()
+
+    @property
+    def quiet(self) -> bool:
+        """Whether lines about one account go to DEBUG: the run has many accounts.
+
+        One line per account is useful for a few accounts, noise for thousands. Warnings and
+        errors about one account keep their level, except an account's failure on network faults
+        (one fault that every account meets: the summary counts them).
+        """
+        return len(self.accounts) > QUIET_ABOVE_ACCOUNTS
 
     def begin_stream(self, name: str, path: str, requests: int) -> StreamCounts:
         """Start counting a stream that makes ``requests`` requests; it is now the one read."""

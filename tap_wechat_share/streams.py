@@ -63,8 +63,6 @@ MELTANO_PLUGIN = "tap-wechat-share"
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
-QUIET_ABOVE_ACCOUNTS = 10
-"""Above this many accounts, no line per account or partition at INFO (they go to DEBUG)."""
 SDK_PARTITION_LINES = ("Starting incremental sync of '",)
 """How the SDK's lines at INFO that it writes once per partition (here: per account) begin.
 
@@ -521,8 +519,7 @@ class DatacubeStream(Stream):
             )
 
     def _log_plan(self, app_id: str, plan: list[Window]) -> None:
-        # One line per account is useful for a few accounts, noise for thousands.
-        level = logging.INFO if len(self.run.accounts) <= 10 else logging.DEBUG  # noqa: PLR2004
+        level = logging.DEBUG if self.run.quiet else logging.INFO
         if not plan:
             self.logger.log(level, "%s %s is up to date", app_id, self.name)
             return
@@ -543,9 +540,8 @@ class DatacubeStream(Stream):
             # the summary (named there, or counted if the run stops as WeChat cannot be
             # reached); a line each at scale would be hundreds of lines of one fault.
             self.run.unreached.add(account.app_id)
-            quiet = len(self.run.accounts) > QUIET_ABOVE_ACCOUNTS
             self.logger.log(
-                logging.DEBUG if quiet else logging.ERROR,
+                logging.DEBUG if self.run.quiet else logging.ERROR,
                 "%s failed in %s: %s",
                 account.app_id,
                 self.name,

@@ -32,7 +32,6 @@ from tap_wechat_share.settings import (
 )
 from tap_wechat_share.state import leave_out_non_objects, take_in_old_shapes
 from tap_wechat_share.streams import (
-    QUIET_ABOVE_ACCOUNTS,
     ArticleShareStream,
     BizShareStream,
     DatacubeStream,
@@ -323,10 +322,9 @@ class TapWeChatShare(Tap):
                 take_in_old_shapes(
                     stream_state, stream.name, list(run.accounts), run.all_app_ids, self.logger
                 )
-        quiet = len(run.accounts) > QUIET_ABOVE_ACCOUNTS
         for stream in self._selected_streams():
             stream.fail_unusable_bookmarks()
-            stream.quiet_partitions(quiet=quiet)
+            stream.quiet_partitions(quiet=run.quiet)
 
     def _wind_down(self, run: Run) -> bool:
         """End what still runs on worker threads, so that nothing is logged after the summary.
